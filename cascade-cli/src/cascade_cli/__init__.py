@@ -1,0 +1,3 @@
+"""The ``cascade`` command."""
+
+__version__ = "0.1.0"

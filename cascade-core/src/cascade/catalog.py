@@ -1,0 +1,109 @@
+"""The Iceberg side of a run: the catalog, the asset's table, and branch references."""
+
+from __future__ import annotations
+
+import contextlib
+
+from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.table import Table
+from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
+from pyiceberg.table.snapshots import Snapshot
+
+from cascade.config import CascadeConfig
+from cascade.errors import ConfigurationError
+from cascade.ingestion import IDENTIFIER
+from cascade.redaction import redact
+from cascade.spec import AssetSpec
+
+BRANCH_NAME_MAX = 128
+
+
+def open_catalog(config: CascadeConfig) -> Catalog:
+    """Load the configured pyiceberg catalog, creating the embedded default's folders."""
+    props = config.catalog
+    if props.get("uri", "").startswith("sqlite:///"):
+        config.home.mkdir(parents=True, exist_ok=True)
+        (config.home / "warehouse").mkdir(exist_ok=True)
+    try:
+        return load_catalog(config.catalog_name, **props)
+    except Exception as error:
+        raise ConfigurationError(
+            f"catalog {config.catalog_name!r} ({redact(props.get('uri', props.get('type', '?')))}) "
+            f"could not be opened: {type(error).__name__}: {redact(str(error))}"
+        ) from None
+
+
+def table_identifier(spec: AssetSpec, config: CascadeConfig) -> tuple[str, str]:
+    """The asset's ``(namespace, table)``, checked so that no name escapes its namespace or folder."""
+    namespace = config.namespace_for(spec.group, spec.namespace)
+    for part, what in ((namespace, "namespace"), (spec.table_name, "table name")):
+        if not IDENTIFIER.match(part):
+            raise ConfigurationError(
+                f"asset {spec.name!r}: {what} {part!r} must be lower-case letters, digits and underscores"
+            )
+    return namespace, spec.table_name
+
+
+def check_branch_name(branch: str) -> str:
+    """Branch names are short and printable; no path or whitespace tricks."""
+    if not branch or len(branch) > BRANCH_NAME_MAX or any(c.isspace() or c in "/\\" for c in branch):
+        raise ConfigurationError(f"branch {branch!r} is not a valid branch name")
+    return branch
+
+
+def ensure_table(catalog: Catalog, identifier: tuple[str, str], spec: AssetSpec) -> Table:
+    """Load the asset's table, creating its namespace and the table itself when missing."""
+    try:
+        return catalog.load_table(identifier)
+    except NoSuchTableError:
+        pass
+    with contextlib.suppress(NamespaceAlreadyExistsError):
+        catalog.create_namespace(identifier[0])
+    try:
+        return catalog.create_table(
+            identifier,
+            schema=spec.table_schema,
+            partition_spec=spec.partition_spec,
+            properties={
+                "format-version": "2",
+                "cascade.asset": spec.name,
+                "cascade.unique-key": ",".join(spec.unique_key),
+            },
+        )
+    except TableAlreadyExistsError:  # another writer created it first
+        return catalog.load_table(identifier)
+
+
+def branch_head(table: Table, branch: str) -> Snapshot | None:
+    """The snapshot a branch points at, or ``None`` when the branch (or table) has none."""
+    return table.snapshot_by_name(branch)
+
+
+def branches(table: Table) -> dict[str, int]:
+    """Branch names and the snapshot id each points at."""
+    return {
+        name: ref.snapshot_id
+        for name, ref in table.metadata.refs.items()
+        if ref.snapshot_ref_type == SnapshotRefType.BRANCH
+    }
+
+
+def ensure_branch(table: Table, branch: str) -> Table:
+    """Create ``branch`` from main's head when it does not exist yet; main's rows are not touched.
+
+    Iceberg (pyiceberg) only lets a table without snapshots be written on main, so a table whose
+    first write is on a branch first gets one empty snapshot on main to branch from.
+    """
+    if branch == MAIN_BRANCH or branch in table.metadata.refs:
+        return table
+    main = table.snapshot_by_name(MAIN_BRANCH)
+    if main is None:
+        transaction = table.transaction()
+        with transaction.update_snapshot(snapshot_properties={"cascade.operation": "initialize"}).fast_append():
+            pass
+        transaction.commit_transaction()
+        main = table.snapshot_by_name(MAIN_BRANCH)
+        assert main is not None
+    table.manage_snapshots().create_branch(main.snapshot_id, branch).commit()
+    return table

@@ -1,0 +1,257 @@
+"""``@cascade_ingestion``: turn a function returning a dlt source into a Cascade asset."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import inspect
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, ParamSpec, TypeVar
+
+from croniter import croniter
+from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
+from pyiceberg.schema import Schema
+
+from cascade.errors import AssetDefinitionError
+from cascade.spec import DEFAULT_START_DATE, INGESTED_AT, AssetSpec
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")
+"""Namespace and table names: lower-case letters, digits and underscores, so none can escape a folder."""
+
+
+class CascadeAsset(Generic[P, R]):
+    """A decorated function: still callable as written, and carrying its frozen ``spec``."""
+
+    def __init__(self, fn: Callable[P, R], spec: AssetSpec) -> None:
+        self.fn = fn
+        self.spec = spec
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def accepts_context(self) -> bool:
+        """Whether the function declares a ``context`` parameter to receive the run's context."""
+        return "context" in inspect.signature(self.fn).parameters
+
+    def __repr__(self) -> str:
+        return f"<CascadeAsset {self.spec.name} -> {self.spec.identifier}>"
+
+
+def cascade_ingestion(
+    *,
+    table_name: str,
+    unique_key: str | Sequence[str],
+    iceberg_schema: Schema,
+    group: str,
+    validation_schema: Any | None = None,
+    partition_spec: PartitionSpec | None = None,
+    cron: str | None = None,
+    freshness_hours: tuple[float, float] | None = None,
+    max_runtime_seconds: float = 300,
+    max_retries: int = 3,
+    retry_delay_seconds: float = 30,
+    validate: bool = True,
+    namespace: str | None = None,
+    stable_partitions: bool = False,
+    start_date: str | dt.date | None = None,
+) -> Callable[[Callable[P, R]], CascadeAsset[P, R]]:
+    """Declare an ingestion asset: the decorated function returns a dlt source or resource.
+
+    The function takes the partition date (``YYYY-MM-DD``) as its first argument and may declare
+    a ``context`` parameter to receive the :class:`cascade.context.RunContext`.
+
+    Beyond the core parameters, three optional ones refine behaviour: ``namespace`` (defaults
+    to ``group``), ``stable_partitions`` (a key's partition columns never change, so merges may
+    prune to the batch's partitions even when the partition source is not part of the key), and
+    ``start_date`` (the first partition orchestrators should offer).
+
+    Every mistake raises :class:`AssetDefinitionError` naming the asset and the parameter.
+    """
+
+    def decorate(fn: Callable[P, R]) -> CascadeAsset[P, R]:
+        from cascade.registry import register
+
+        spec = build_spec(
+            fn,
+            table_name=table_name,
+            unique_key=unique_key,
+            iceberg_schema=iceberg_schema,
+            group=group,
+            validation_schema=validation_schema,
+            partition_spec=partition_spec,
+            cron=cron,
+            freshness_hours=freshness_hours,
+            max_runtime_seconds=max_runtime_seconds,
+            max_retries=max_retries,
+            retry_delay_seconds=retry_delay_seconds,
+            validate=validate,
+            namespace=namespace,
+            stable_partitions=stable_partitions,
+            start_date=start_date,
+        )
+        asset = CascadeAsset(fn, spec)
+        register(asset)
+        return asset
+
+    return decorate
+
+
+def build_spec(
+    fn: Callable[..., Any],
+    *,
+    table_name: str,
+    unique_key: str | Sequence[str],
+    iceberg_schema: Schema,
+    group: str,
+    validation_schema: Any | None,
+    partition_spec: PartitionSpec | None,
+    cron: str | None,
+    freshness_hours: tuple[float, float] | None,
+    max_runtime_seconds: float,
+    max_retries: int,
+    retry_delay_seconds: float,
+    validate: bool,
+    namespace: str | None,
+    stable_partitions: bool,
+    start_date: str | dt.date | None,
+) -> AssetSpec:
+    """Check every parameter and return the frozen spec; pure apart from inspecting ``fn``."""
+    name = getattr(fn, "__name__", repr(fn))
+
+    def fail(parameter: str, problem: str) -> AssetDefinitionError:
+        return AssetDefinitionError(name, parameter, problem)
+
+    if not callable(fn):
+        raise fail("function", "the decorated object is not callable")
+    if not inspect.signature(fn).parameters:
+        raise fail("function", "must accept the partition date as its first argument")
+    _check_identifier(table_name, "table_name", fail)
+    _check_identifier(group, "group", fail)
+    _check_identifier(namespace or group, "namespace", fail)
+    if not isinstance(iceberg_schema, Schema):
+        raise fail("iceberg_schema", f"expected a pyiceberg Schema, got {type(iceberg_schema).__name__}")
+    columns = {f.name for f in iceberg_schema.fields}
+    if INGESTED_AT in columns:
+        raise fail("iceberg_schema", f"{INGESTED_AT!r} is added by Cascade; remove it from the schema")
+    keys = _check_unique_key(unique_key, columns, fail)
+    spec = _check_partition_spec(partition_spec, iceberg_schema, fail)
+    if cron is not None and not (isinstance(cron, str) and croniter.is_valid(cron)):
+        raise fail("cron", f"{cron!r} is not a valid cron expression (five fields, e.g. '0 */1 * * *')")
+    freshness = _check_freshness(freshness_hours, fail)
+    if not _is_number(max_runtime_seconds) or max_runtime_seconds <= 0:
+        raise fail("max_runtime_seconds", f"must be a positive number of seconds, got {max_runtime_seconds!r}")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise fail("max_retries", f"must be a whole number >= 0, got {max_retries!r}")
+    if not _is_number(retry_delay_seconds) or retry_delay_seconds < 0:
+        raise fail("retry_delay_seconds", f"must be a number of seconds >= 0, got {retry_delay_seconds!r}")
+    if not isinstance(validate, bool):
+        raise fail("validate", f"must be True or False, got {validate!r}")
+    if validation_schema is not None:
+        _check_validation_schema(validation_schema, fail)
+    return AssetSpec(
+        name=name,
+        table_name=table_name,
+        unique_key=keys,
+        iceberg_schema=iceberg_schema,
+        group=group,
+        namespace=namespace or group,
+        validation_schema=validation_schema,
+        partition_spec=spec,
+        cron=cron,
+        freshness_hours=freshness,
+        max_runtime_seconds=float(max_runtime_seconds),
+        max_retries=max_retries,
+        retry_delay_seconds=float(retry_delay_seconds),
+        validate=validate,
+        stable_partitions=bool(stable_partitions),
+        start_date=_check_start_date(start_date, fail),
+        description=inspect.getdoc(fn) or "",
+        plugin=getattr(fn, "__module__", "") or "",
+    )
+
+
+Fail = Callable[[str, str], AssetDefinitionError]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_identifier(value: object, parameter: str, fail: Fail) -> None:
+    if not isinstance(value, str) or not IDENTIFIER.match(value):
+        raise fail(parameter, f"{value!r} must be lower-case letters, digits and underscores, starting with a letter")
+
+
+def _check_unique_key(unique_key: str | Sequence[str], columns: set[str], fail: Fail) -> tuple[str, ...]:
+    keys = (unique_key,) if isinstance(unique_key, str) else tuple(unique_key)
+    if not keys or not all(isinstance(k, str) for k in keys):
+        raise fail("unique_key", f"must be a column name or a tuple of column names, got {unique_key!r}")
+    if len(set(keys)) != len(keys):
+        raise fail("unique_key", f"names a column twice: {keys!r}")
+    missing = [k for k in keys if k not in columns]
+    if missing:
+        raise fail("unique_key", f"column(s) {missing} not in iceberg_schema (columns: {sorted(columns)})")
+    return keys
+
+
+def _check_partition_spec(spec: PartitionSpec | None, schema: Schema, fail: Fail) -> PartitionSpec:
+    if spec is None:
+        return UNPARTITIONED_PARTITION_SPEC
+    if not isinstance(spec, PartitionSpec):
+        raise fail("partition_spec", f"expected a pyiceberg PartitionSpec, got {type(spec).__name__}")
+    ids = {f.field_id: f for f in schema.fields}
+    for partition_field in spec.fields:
+        source = ids.get(partition_field.source_id)
+        if source is None:
+            raise fail(
+                "partition_spec",
+                f"partition field {partition_field.name!r} refers to source id {partition_field.source_id}, "
+                f"which is no field of iceberg_schema (ids: {sorted(ids)})",
+            )
+        if not partition_field.transform.can_transform(source.field_type):
+            raise fail(
+                "partition_spec",
+                f"transform {partition_field.transform} cannot apply to column {source.name!r} ({source.field_type})",
+            )
+    return spec
+
+
+def _check_freshness(freshness: object, fail: Fail) -> tuple[float, float] | None:
+    if freshness is None:
+        return None
+    if not isinstance(freshness, (tuple, list)) or len(freshness) != 2 or not all(_is_number(h) for h in freshness):
+        raise fail("freshness_hours", f"must be (warn_hours, fail_hours), got {freshness!r}")
+    warn, fail_after = float(freshness[0]), float(freshness[1])
+    if warn <= 0 or fail_after <= 0:
+        raise fail("freshness_hours", f"hours must be positive, got {freshness!r}")
+    if warn > fail_after:
+        raise fail("freshness_hours", f"warn hours ({warn:g}) must not exceed fail hours ({fail_after:g})")
+    return warn, fail_after
+
+
+def _check_validation_schema(model: Any, fail: Fail) -> None:
+    from pandera.api.dataframe.model import DataFrameModel
+
+    if not (isinstance(model, type) and issubclass(model, DataFrameModel)):
+        raise fail("validation_schema", f"expected a pandera DataFrameModel class, got {model!r}")
+
+
+def _check_start_date(value: str | dt.date | None, fail: Fail) -> dt.date:
+    if value is None:
+        return DEFAULT_START_DATE
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise fail("start_date", f"must be a date (YYYY-MM-DD), got {value!r}") from None

@@ -1,0 +1,154 @@
+"""The asset registry and entry-point discovery: the one place plugins are loaded.
+
+Assets register themselves when their module is imported. ``discover()`` imports every
+``cascade.assets`` entry point; ``CASCADE_DISABLE_PLUGIN_AUTOLOAD=1`` turns that off and
+``CASCADE_BLOCKED_PLUGINS=a,b`` skips the named plugins (entry-point or distribution names).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any
+
+from cascade.errors import DuplicateAssetError, PluginLoadError, UnknownAssetError
+
+if TYPE_CHECKING:
+    from cascade.ingestion import CascadeAsset
+
+ASSETS_GROUP = "cascade.assets"
+DISABLE_AUTOLOAD_ENV = "CASCADE_DISABLE_PLUGIN_AUTOLOAD"
+BLOCKED_PLUGINS_ENV = "CASCADE_BLOCKED_PLUGINS"
+
+_loading_plugin: contextvars.ContextVar[str | None] = contextvars.ContextVar("cascade_loading_plugin", default=None)
+
+
+@dataclass
+class Registry:
+    """Assets by name and by table identifier. Mutable on purpose: it is the process's catalogue."""
+
+    by_name: dict[str, CascadeAsset[Any, Any]] = field(default_factory=dict)
+    by_table: dict[str, CascadeAsset[Any, Any]] = field(default_factory=dict)
+    failures: dict[str, PluginLoadError] = field(default_factory=dict)
+
+    def add(self, asset: CascadeAsset[Any, Any]) -> None:
+        spec = asset.spec
+        for index, key in ((self.by_name, spec.name), (self.by_table, spec.identifier)):
+            other = index.get(key)
+            if other is None or other is asset or _same_definition(other, asset):
+                continue
+            what = "asset name" if index is self.by_name else "table"
+            raise DuplicateAssetError(
+                f"{what} {key!r} is claimed twice: by asset {other.spec.name!r} of plugin {other.spec.plugin!r} "
+                f"and by asset {spec.name!r} of plugin {spec.plugin!r}"
+            )
+        self.by_name[spec.name] = asset
+        self.by_table[spec.identifier] = asset
+
+    def get(self, name: str) -> CascadeAsset[Any, Any]:
+        """Look an asset up by its name or its ``namespace.table`` identifier."""
+        asset = self.by_name.get(name) or self.by_table.get(name)
+        if asset is None:
+            known = ", ".join(sorted(self.by_name)) or "none"
+            raise UnknownAssetError(f"no asset named {name!r} (registered assets: {known})")
+        return asset
+
+    def assets(self) -> list[CascadeAsset[Any, Any]]:
+        return sorted(self.by_name.values(), key=lambda a: a.spec.name)
+
+
+def _same_definition(a: CascadeAsset[Any, Any], b: CascadeAsset[Any, Any]) -> bool:
+    """A module imported twice (reload, ``__main__``) re-decorates the same function: not a clash."""
+    return (a.fn.__module__, a.fn.__qualname__) == (b.fn.__module__, b.fn.__qualname__)
+
+
+_registry = Registry()
+
+
+def registry() -> Registry:
+    return _registry
+
+
+def register(asset: CascadeAsset[Any, Any]) -> None:
+    """Add an asset to the registry; called by ``@cascade_ingestion``."""
+    plugin = _loading_plugin.get()
+    if plugin is not None:
+        from dataclasses import replace
+
+        asset.spec = replace(asset.spec, plugin=plugin)
+    _registry.add(asset)
+
+
+@contextlib.contextmanager
+def isolated_registry() -> Iterator[Registry]:
+    """Swap in an empty registry for the duration (tests, notebooks)."""
+    global _registry
+    saved, _registry = _registry, Registry()
+    try:
+        yield _registry
+    finally:
+        _registry = saved
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What ``discover()`` found: the assets, and the plugins that failed to load."""
+
+    assets: tuple[CascadeAsset[Any, Any], ...]
+    failures: tuple[PluginLoadError, ...]
+
+
+def plugin_name(entry_point: EntryPoint) -> str:
+    """A plugin is named by its distribution when known, else by its entry point."""
+    dist = getattr(entry_point, "dist", None)
+    return dist.name if dist is not None else entry_point.name
+
+
+def _blocked() -> set[str]:
+    return {name.strip() for name in os.environ.get(BLOCKED_PLUGINS_ENV, "").split(",") if name.strip()}
+
+
+def discover() -> Discovery:
+    """Load every ``cascade.assets`` entry point and return all registered assets.
+
+    A plugin that fails to import is recorded in ``Discovery.failures`` and does not stop the
+    others. Two plugins claiming the same asset name or table raise :class:`DuplicateAssetError`.
+    """
+    from cascade.ingestion import CascadeAsset
+
+    if os.environ.get(DISABLE_AUTOLOAD_ENV, "").lower() not in ("", "0", "false", "no"):
+        return Discovery(tuple(_registry.assets()), tuple(_registry.failures.values()))
+    blocked = _blocked()
+    for entry_point in entry_points(group=ASSETS_GROUP):
+        plugin = plugin_name(entry_point)
+        if plugin in blocked or entry_point.name in blocked:
+            continue
+        token = _loading_plugin.set(plugin)
+        try:
+            loaded = entry_point.load()
+        except DuplicateAssetError:
+            raise
+        except Exception as error:  # a broken plugin must not hide the others
+            _registry.failures[plugin] = PluginLoadError(plugin, error)
+            continue
+        finally:
+            _loading_plugin.reset(token)
+        if isinstance(loaded, CascadeAsset) and loaded.spec.name not in _registry.by_name:
+            _registry.add(loaded)
+        _attribute_to_plugin(entry_point.module, plugin)
+        _registry.failures.pop(plugin, None)
+    return Discovery(tuple(_registry.assets()), tuple(_registry.failures.values()))
+
+
+def _attribute_to_plugin(module: str, plugin: str) -> None:
+    """Name the plugin on assets of a module that was imported before discovery ran."""
+    from dataclasses import replace
+
+    for asset in _registry.by_name.values():
+        owner = asset.fn.__module__
+        if owner == module or owner.startswith(module + "."):
+            asset.spec = replace(asset.spec, plugin=plugin)

@@ -1,0 +1,61 @@
+"""The frozen result of one run, which adapters turn into their own types."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from cascade.merge import MergeOutcome
+from cascade.validation import ValidationReport
+
+
+@dataclass(frozen=True)
+class IngestionResult:
+    """What one ``cascade.run`` did to one partition of one table."""
+
+    asset: str
+    run_id: str
+    table: str
+    branch: str
+    partition: str
+    rows_extracted: int
+    rows_inserted: int
+    rows_updated: int
+    rows_unchanged: int
+    rows_deduplicated: int
+    snapshot_id: int | None
+    committed: bool
+    staged_files: tuple[str, ...]
+    bytes_staged: int
+    validation: ValidationReport
+    merge: MergeOutcome
+    phase_seconds: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def duration_seconds(self) -> float:
+        return sum(self.phase_seconds.values())
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain values, for JSON output and orchestrator metadata."""
+        return {
+            "asset": self.asset,
+            "run_id": self.run_id,
+            "table": self.table,
+            "branch": self.branch,
+            "partition": self.partition,
+            "rows_extracted": self.rows_extracted,
+            "rows_inserted": self.rows_inserted,
+            "rows_updated": self.rows_updated,
+            "rows_unchanged": self.rows_unchanged,
+            "rows_deduplicated": self.rows_deduplicated,
+            "snapshot_id": self.snapshot_id,
+            "committed": self.committed,
+            "bytes_staged": self.bytes_staged,
+            "validation_passed": self.validation.passed,
+            "commit_attempts": self.merge.commit_attempts,
+            "files_added": self.merge.files_added,
+            "files_rewritten": self.merge.files_rewritten,
+            "phase_seconds": {k: round(v, 4) for k, v in self.phase_seconds.items()},
+            "duration_seconds": round(self.duration_seconds, 4),
+        }

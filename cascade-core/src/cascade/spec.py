@@ -1,0 +1,66 @@
+"""The frozen description of one Cascade asset, built and checked by ``@cascade_ingestion``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.types import NestedField, TimestamptzType
+
+INGESTED_AT = "_cascade_ingested_at"
+"""Column Cascade adds to every table: when the row's current version was ingested (UTC)."""
+
+METADATA_COLUMNS = frozenset({INGESTED_AT})
+"""Columns that do not count when deciding whether a stored row changed."""
+
+DEFAULT_START_DATE = dt.date(2024, 1, 1)
+
+
+@dataclass(frozen=True)
+class AssetSpec:
+    """Everything Cascade knows about an asset. Change with ``dataclasses.replace``."""
+
+    name: str
+    table_name: str
+    unique_key: tuple[str, ...]
+    iceberg_schema: Schema
+    group: str
+    namespace: str
+    validation_schema: Any | None = None
+    partition_spec: PartitionSpec = UNPARTITIONED_PARTITION_SPEC
+    cron: str | None = None
+    freshness_hours: tuple[float, float] | None = None
+    max_runtime_seconds: float = 300
+    max_retries: int = 3
+    retry_delay_seconds: float = 30
+    validate: bool = True
+    stable_partitions: bool = False
+    start_date: dt.date = DEFAULT_START_DATE
+    description: str = ""
+    plugin: str = field(default="", compare=False)
+
+    @property
+    def identifier(self) -> str:
+        """The table identifier ``namespace.table_name``."""
+        return f"{self.namespace}.{self.table_name}"
+
+    @property
+    def table_schema(self) -> Schema:
+        """The Iceberg schema of the table: the asset's columns plus ``_cascade_ingested_at``."""
+        return with_ingested_at(self.iceberg_schema)
+
+
+def with_ingested_at(schema: Schema) -> Schema:
+    """Return ``schema`` with Cascade's ``_cascade_ingested_at`` column appended (if absent)."""
+    if INGESTED_AT in {f.name for f in schema.fields}:
+        return schema
+    next_id = schema.highest_field_id + 1
+    return Schema(
+        *schema.fields,
+        NestedField(next_id, INGESTED_AT, TimestamptzType(), required=False, doc="When Cascade ingested this row"),
+        schema_id=schema.schema_id,
+        identifier_field_ids=list(schema.identifier_field_ids),
+    )

@@ -1,0 +1,139 @@
+"""Extract and stage: run the asset's dlt source through a real dlt pipeline to parquet.
+
+Cascade stops dlt after *normalize*: the load package's parquet files are the staged batch,
+read back as one Arrow table. Each run has its own pipeline folder under the Cascade home
+(``pipelines/<namespace>.<table>/<branch>/<partition>/<run id>``), so concurrent runs, even of
+the same asset, never share dlt state, and a dead run's leftovers cannot poison the next one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")  # never phone home from a user's pipeline
+
+import dlt
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+DLT_COLUMNS = ("_dlt_id", "_dlt_load_id")
+
+
+@dataclass(frozen=True)
+class PipelinePlace:
+    """Where one run's dlt pipeline lives."""
+
+    pipelines_dir: Path
+    pipeline_name: str
+
+    @property
+    def path(self) -> Path:
+        return self.pipelines_dir / self.pipeline_name
+
+
+@dataclass(frozen=True)
+class StagedBatch:
+    """The parquet files dlt wrote for one run, and their rows as one Arrow table."""
+
+    data: pa.Table
+    files: tuple[str, ...]
+    bytes_staged: int
+    resource: str | None
+
+
+def pipeline_place(home: Path, identifier: str, branch: str, partition: str, run_id: str) -> PipelinePlace:
+    """The run's own pipeline folder; names are already checked identifiers, dates and ids."""
+    return PipelinePlace(home / "pipelines" / identifier / branch / partition, f"run_{run_id}")
+
+
+def leftover_pipelines(home: Path) -> list[Path]:
+    """Pipeline folders of runs that never finished (their process died before clean-up)."""
+    root = home / "pipelines"
+    return sorted(p for p in root.glob("*/*/*/run_*") if p.is_dir()) if root.is_dir() else []
+
+
+def make_pipeline(place: PipelinePlace, dataset: str) -> dlt.Pipeline:
+    place.pipelines_dir.mkdir(parents=True, exist_ok=True)
+    return dlt.pipeline(
+        pipeline_name=place.pipeline_name,
+        pipelines_dir=str(place.pipelines_dir),
+        # normalize needs a destination's capabilities; nothing is ever loaded to it
+        destination=dlt.destinations.filesystem(bucket_url=(place.path / "unloaded").as_uri()),
+        dataset_name=dataset,
+        progress="log" if os.environ.get("CASCADE_DLT_PROGRESS") else None,
+    )
+
+
+def extract(pipeline: dlt.Pipeline, source: Any) -> None:
+    """Run the source: dlt pulls every record and writes its extract files."""
+    pipeline.extract(source, loader_file_format="parquet")
+
+
+def stage(pipeline: dlt.Pipeline) -> StagedBatch:
+    """Normalize the extracted records to parquet and read them back as one table."""
+    info = pipeline.normalize()
+    files: list[str] = []
+    resources: set[str] = set()
+    for load_id in info.loads_ids:
+        package = pipeline.get_load_package_info(load_id)
+        for job in package.jobs["new_jobs"]:
+            table = job.job_file_info.table_name
+            if table.startswith("_dlt_"):
+                continue
+            parent = pipeline.default_schema.tables.get(table, {}).get("parent")
+            if parent is not None:
+                raise NestedDataError(table, parent)
+            resources.add(table)
+            files.append(job.file_path)
+    if len(resources) > 1:
+        raise MultipleTablesError(sorted(resources))
+    data = read_parquet(files)
+    return StagedBatch(
+        data=data.drop_columns([c for c in DLT_COLUMNS if c in data.column_names]),
+        files=tuple(files),
+        bytes_staged=sum(os.path.getsize(f) for f in files),
+        resource=next(iter(resources), None),
+    )
+
+
+def read_parquet(files: list[str]) -> pa.Table:
+    if not files:
+        return pa.table({})
+    tables = [pq.read_table(f) for f in files]
+    return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+
+
+def remove_pipeline(place: PipelinePlace) -> None:
+    shutil.rmtree(place.path, ignore_errors=True)
+
+
+def underlying_errors(error: BaseException) -> Iterator[BaseException]:
+    """The chain of causes below a dlt step failure, outermost first."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        inner = getattr(current, "exception", None) if isinstance(current, PipelineStepFailed) else None
+        current = inner or current.__cause__ or current.__context__
+
+
+class NestedDataError(Exception):
+    def __init__(self, table: str, parent: str) -> None:
+        self.table = table
+        super().__init__(
+            f"the source produced a nested child table {table!r} (from a list in {parent!r}); "
+            "map nested lists to columns in the source (e.g. an add_map) so no data is dropped"
+        )
+
+
+class MultipleTablesError(Exception):
+    def __init__(self, tables: list[str]) -> None:
+        super().__init__(f"the source produced {len(tables)} tables {tables}; an asset lands exactly one table")
