@@ -1,0 +1,292 @@
+"""``cascade.merge_into`` against a dict model, on a real SQLite catalog.
+
+The model: a dict keyed by the unique key. Within a batch the last record wins; a stored key
+is replaced unless its non-metadata columns are equal (then it keeps its stored
+``_cascade_ingested_at``); a batch that changes nothing commits nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table
+from pyiceberg.transforms import IdentityTransform
+from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
+
+from cascade import INGESTED_AT, merge_into
+from cascade.errors import NullKeyError, SchemaMismatchError
+
+SCHEMA = Schema(
+    NestedField(1, "k", StringType(), required=False),
+    NestedField(2, "p", LongType(), required=False),
+    NestedField(3, "v", LongType(), required=False),
+    NestedField(4, "note", StringType(), required=False),
+    NestedField(5, INGESTED_AT, TimestamptzType(), required=False),
+)
+BY_P = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="p"))
+_counter = itertools.count()
+
+
+def new_catalog(folder: Path) -> SqlCatalog:
+    (folder / "wh").mkdir(parents=True, exist_ok=True)
+    catalog = SqlCatalog("t", uri=f"sqlite:///{folder / 'c.db'}", warehouse=(folder / "wh").as_uri())
+    catalog.create_namespace("n")
+    return catalog
+
+
+def new_table(catalog: SqlCatalog, spec: PartitionSpec = UNPARTITIONED_PARTITION_SPEC, small_files: bool = False) -> Table:
+    props = {"write.target-file-size-bytes": "2000"} if small_files else {}
+    return catalog.create_table(f"n.t{next(_counter)}", schema=SCHEMA, partition_spec=spec, properties=props)
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> SqlCatalog:
+    return new_catalog(tmp_path)
+
+
+def stamp(step: int) -> dt.datetime:
+    return dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(hours=step)
+
+
+def batch(records: list[tuple[str, int, int | None]], step: int, note: str = "n") -> pa.Table:
+    return pa.table(
+        {
+            "k": pa.array([r[0] for r in records], pa.string()),
+            "p": pa.array([r[1] for r in records], pa.int64()),
+            "v": pa.array([r[2] for r in records], pa.int64()),
+            "note": pa.array([note] * len(records), pa.string()),
+            INGESTED_AT: pa.array([stamp(step)] * len(records), pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def table_state(table: Table, branch: str = "main") -> dict[str, tuple[int, int | None, dt.datetime]]:
+    snapshot = table.refresh().snapshot_by_name(branch)
+    if snapshot is None:
+        return {}
+    rows = table.scan(snapshot_id=snapshot.snapshot_id).to_arrow().to_pylist()
+    state = {r["k"]: (r["p"], r["v"], r[INGESTED_AT]) for r in rows}
+    assert len(state) == len(rows), "two rows for one key"
+    return state
+
+
+@dataclass
+class Model:
+    rows: dict[str, tuple[int, int | None, dt.datetime]]
+
+    def apply(self, records: list[tuple[str, int, int | None]], step: int) -> tuple[int, int, int, int]:
+        last = {k: (p, v) for k, p, v in records}
+        inserted = updated = unchanged = 0
+        for k, (p, v) in last.items():
+            if k not in self.rows:
+                inserted += 1
+            elif self.rows[k][:2] == (p, v):
+                unchanged += 1
+                continue
+            else:
+                updated += 1
+            self.rows[k] = (p, v, stamp(step))
+        return inserted, updated, unchanged, len(records) - len(last)
+
+
+keys = st.sampled_from([f"key-{i:02d}" for i in range(24)])
+record = st.tuples(keys, st.integers(0, 3), st.one_of(st.none(), st.integers(0, 2)))
+batches = st.lists(st.lists(record, min_size=0, max_size=30), min_size=1, max_size=5)
+layouts = st.sampled_from(["unpartitioned", "partitioned-moving", "partitioned-stable", "small-files"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=batches, layout=layouts)
+def test_merge_matches_the_dict_model(steps: list[list[tuple[str, int, int | None]]], layout: str) -> None:
+    if layout == "partitioned-stable":  # stable: a key keeps the partition of its first appearance
+        first_p: dict[str, int] = {}
+        steps = [[(k, first_p.setdefault(k, p), v) for k, p, v in s] for s in steps]
+    with tempfile.TemporaryDirectory() as folder:
+        catalog = new_catalog(Path(folder))
+        spec = UNPARTITIONED_PARTITION_SPEC if layout == "unpartitioned" else BY_P
+        table = new_table(catalog, spec, small_files=layout == "small-files")
+        model = Model({})
+        for step, records in enumerate(steps):
+            before = table.refresh().metadata.current_snapshot_id
+            outcome = merge_into(table, batch(records, step), "k", stable_partitions=layout == "partitioned-stable")
+            expected = model.apply(records, step)
+            got = (outcome.rows_inserted, outcome.rows_updated, outcome.rows_unchanged, outcome.rows_deduplicated)
+            assert got == expected
+            assert table_state(table) == model.rows
+            snapshots_added = len(table.refresh().snapshots()) - (0 if before is None else len(table.snapshots()) - 1)
+            if expected[0] + expected[1] == 0:
+                assert table.metadata.current_snapshot_id == before  # nothing changed: no snapshot
+                assert outcome.commit_attempts == 0
+            else:
+                assert table.metadata.current_snapshot_id != before
+                assert table.snapshot_by_id(table.metadata.current_snapshot_id).parent_snapshot_id == before
+                assert outcome.snapshot_id == table.metadata.current_snapshot_id
+                assert snapshots_added >= 1
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    steps=st.lists(
+        st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 2), st.integers(0, 3)), max_size=12),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_composite_key_matches_the_model(steps: list[list[tuple[str, int, int]]]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        table = new_table(new_catalog(Path(folder)), BY_P)  # p is in the key: partition pruning is exact
+        model: dict[tuple[str, int], int] = {}
+        for step, records in enumerate(steps):
+            merge_into(table, batch(records, step), ("k", "p"))
+            model.update({(k, p): v for k, p, v in records})
+            rows = table.refresh().scan().to_arrow().to_pylist() if table.current_snapshot() else []
+            assert {(r["k"], r["p"]): r["v"] for r in rows} == model
+            assert len(rows) == len(model)
+
+
+def test_one_merge_one_snapshot_and_noop_adds_none(catalog: SqlCatalog) -> None:
+    table = new_table(catalog, BY_P)
+    first = merge_into(table, batch([("a", 0, 1), ("b", 1, 2)], 0), "k")
+    assert len(table.refresh().snapshots()) == 1
+    second = merge_into(table, batch([("a", 0, 5), ("c", 2, 3)], 1), "k")
+    assert len(table.refresh().snapshots()) == 2
+    noop = merge_into(table, batch([("a", 0, 5), ("c", 2, 3)], 2), "k")
+    assert len(table.refresh().snapshots()) == 2
+    assert (first.rows_inserted, second.rows_inserted, second.rows_updated) == (2, 1, 1)
+    assert (noop.rows_unchanged, noop.commit_attempts, noop.files_added) == (2, 0, 0)
+    assert noop.snapshot_id == second.snapshot_id
+
+
+def test_failure_before_commit_leaves_snapshot(catalog: SqlCatalog) -> None:
+    table = new_table(catalog, BY_P)
+    merge_into(table, batch([("a", 0, 1)], 0), "k")
+    before = table.refresh().metadata.current_snapshot_id
+
+    def explode(plan: object) -> None:
+        raise RuntimeError("injected failure before commit")
+
+    with pytest.raises(RuntimeError, match="injected failure"):
+        merge_into(table, batch([("a", 0, 2), ("b", 1, 1)], 1), "k", before_commit=explode)
+    assert table.refresh().metadata.current_snapshot_id == before
+    assert table_state(table) == {"a": (0, 1, stamp(0))}
+
+
+def test_branch_merge_leaves_main(catalog: SqlCatalog) -> None:
+    table = new_table(catalog)
+    merge_into(table, batch([("a", 0, 1)], 0), "k")
+    main = table.refresh().metadata.current_snapshot_id
+    table.manage_snapshots().create_branch(main, "dev").commit()
+    merge_into(table, batch([("a", 0, 9), ("b", 0, 2)], 1), "k", branch="dev")
+    assert table_state(table) == {"a": (0, 1, stamp(0))}
+    assert table_state(table, "dev") == {"a": (0, 9, stamp(1)), "b": (0, 2, stamp(1))}
+
+
+def test_pruning_reads_only_touched_partitions(catalog: SqlCatalog) -> None:
+    table = new_table(catalog, BY_P)
+    for p in range(30):  # 30 partitions, one commit (and file) each
+        merge_into(table, batch([(f"p{p}-{i}", p, i) for i in range(200)], 0), ("k", "p"))
+    files = {f.file.file_path: f.file for f in table.refresh().scan().plan_files()}
+    touched = {path: f for path, f in files.items() if f.partition[0] in (3, 17)}
+    assert len(files) == 30
+    # p17-{i}-new sorts inside p17's key range, so its file must be probed (key column only)
+    update = [(f"p3-{i}", 3, -1) for i in range(50)] + [(f"p17-{i}-new", 17, 1) for i in range(50)]
+    outcome = merge_into(table, batch(update, 1), ("k", "p"))
+    assert (outcome.rows_updated, outcome.rows_inserted) == (50, 50)
+    assert outcome.files_considered == 2
+    assert outcome.files_read == 2  # p17's file is probed on its keys only; p3's read whole
+    assert outcome.files_rewritten == 1
+    assert 0 < outcome.bytes_read <= sum(f.file_size_in_bytes for f in touched.values())
+
+
+def test_key_range_pruning_skips_files_without_batch_keys(catalog: SqlCatalog) -> None:
+    table = new_table(catalog)
+    for chunk in range(10):  # unpartitioned; each file holds a disjoint key range
+        merge_into(table, batch([(f"k{chunk}-{i:03d}", 0, i) for i in range(100)], 0), "k")
+    outcome = merge_into(table, batch([("k4-007", 0, -7)], 1), "k")
+    assert (outcome.files_considered, outcome.files_read, outcome.files_rewritten) == (1, 1, 1)
+    assert table_state(table)["k4-007"][:2] == (0, -7)
+
+
+def test_moved_key_leaves_no_old_row(catalog: SqlCatalog) -> None:
+    table = new_table(catalog, BY_P)
+    merge_into(table, batch([("a", 0, 1), ("b", 0, 1)], 0), "k")
+    outcome = merge_into(table, batch([("a", 3, 1)], 1), "k")  # partition source not in key: not stable
+    assert outcome.rows_updated == 1
+    assert table_state(table) == {"a": (3, 1, stamp(1)), "b": (0, 1, stamp(0))}
+
+
+def test_null_keys_and_extra_columns_are_refused(catalog: SqlCatalog) -> None:
+    table = new_table(catalog)
+    with pytest.raises(NullKeyError, match="null unique key column 'k'"):
+        merge_into(table, batch([(None, 0, 1)], 0), "k")  # type: ignore[list-item]
+    with pytest.raises(SchemaMismatchError, match=r"\['extra'\] are not in the table schema"):
+        merge_into(table, batch([("a", 0, 1)], 0).append_column("extra", pa.array([1])), "k")
+    assert table.refresh().current_snapshot() is None
+
+
+def test_fewer_columns_fill_nulls(catalog: SqlCatalog) -> None:
+    table = new_table(catalog)
+    merge_into(table, pa.table({"k": ["a"], "v": pa.array([1], pa.int64())}), "k")
+    assert table.refresh().scan().to_arrow().to_pylist() == [
+        {"k": "a", "p": None, "v": 1, "note": None, INGESTED_AT: None}
+    ]
+
+
+def test_keys_compare_after_casting(catalog: SqlCatalog) -> None:
+    schema = Schema(NestedField(1, "id", LongType(), required=False), NestedField(2, "v", StringType(), required=False))
+    table = catalog.create_table("n.cast", schema=schema)
+    merge_into(table, pa.table({"id": pa.array([1, 2], pa.int32()), "v": ["a", "b"]}), "id")
+    outcome = merge_into(table, pa.table({"id": pa.array(["2", "3"]), "v": ["b2", "c"]}), "id")
+    assert (outcome.rows_updated, outcome.rows_inserted) == (1, 1)
+    assert sorted(table.refresh().scan().to_arrow().to_pylist(), key=lambda r: r["id"]) == [
+        {"id": 1, "v": "a"},
+        {"id": 2, "v": "b2"},
+        {"id": 3, "v": "c"},
+    ]
+
+
+def test_record_batch_reader_is_accepted(catalog: SqlCatalog) -> None:
+    table = new_table(catalog)
+    data = batch([("a", 0, 1), ("b", 0, 2)], 0)
+    outcome = merge_into(table, pa.RecordBatchReader.from_batches(data.schema, data.to_batches()), "k")
+    assert outcome.rows_inserted == 2
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    initial=st.lists(st.tuples(keys, st.integers(0, 3), st.integers(0, 2)), max_size=20),
+    update=st.lists(st.tuples(keys, st.integers(0, 3), st.integers(0, 2)), min_size=1, max_size=20),
+)
+def test_same_result_as_pyiceberg_upsert(initial: list, update: list) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        catalog = new_catalog(Path(folder))
+        ours, theirs = new_table(catalog, BY_P), new_table(catalog, BY_P)
+        seed = batch(list({k: (k, p, v) for k, p, v in initial}.values()), 0)
+        if seed.num_rows:
+            ours.append(seed)
+            theirs.append(seed)
+        deduplicated = batch(list({k: (k, p, v) for k, p, v in update}.values()), 1)
+        merge_into(ours, batch(update, 1), "k")
+        theirs.upsert(deduplicated, join_cols=["k"])
+
+        def data(table: Table) -> list[tuple]:
+            rows = table.refresh().scan().to_arrow().drop_columns([INGESTED_AT]).to_pylist()
+            return sorted((r["k"], r["p"], r["v"]) for r in rows)
+
+        assert data(ours) == data(theirs)
+
+
+def rows_of(table: Table) -> Iterator[dict]:
+    yield from table.scan().to_arrow().to_pylist()
