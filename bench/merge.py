@@ -58,8 +58,16 @@ FULL = (
     Case("part-1M-batch-1M", 1_000_000, 30, 1_000_000, spread=True),
 )
 SMOKE = tuple(
-    Case(c.name.replace("1M", "2k").replace("10M", "5k"), 2_000 if "1M" in c.name else 5_000, c.days, 500,
-         c.partitioned, c.stable, c.spread, c.wide)  # fmt: skip
+    Case(
+        c.name.replace("1M", "2k").replace("10M", "5k"),
+        2_000 if "1M" in c.name else 5_000,
+        c.days,
+        500,
+        c.partitioned,
+        c.stable,
+        c.spread,
+        c.wide,
+    )
     for c in FULL
 )
 SKIP = {("dlt", "part-10M-300d"), ("dlt", "part-10M-300d-unstable")}  # dlt cannot finish the 1M case in minutes
@@ -69,7 +77,6 @@ def columns(case: Case, ids: range, version: int):
     import numpy as np
     import pyarrow as pa
 
-    n = len(ids)
     index = np.arange(ids.start, ids.stop, dtype=np.int64)
     day = index % case.days
     ts = (START.timestamp() * 1e6 + day * 86_400e6 + (index // case.days) % 86_400 * 1e6).astype("int64")
@@ -116,7 +123,9 @@ def make_batch(case: Case):
         updated = np.concatenate([np.arange(d, case.rows, case.days)[:per_day] for d in (3, 17 % case.days)])
     updates = columns(case, range(0, case.rows), 1).take(pa.array(updated))
     new = columns(case, range(case.rows, case.rows + half * case.days), 1)
-    days = pc.cast(pc.divide(pc.subtract(pc.cast(new["ts"], pa.int64()), int(START.timestamp() * 1e6)), 86_400_000_000), pa.int64())
+    days = pc.cast(
+        pc.divide(pc.subtract(pc.cast(new["ts"], pa.int64()), int(START.timestamp() * 1e6)), 86_400_000_000), pa.int64()
+    )
     if not case.spread:
         new = new.filter(pc.is_in(days, pa.array([3, 17 % case.days])))
     return pa.concat_tables([updates, new.slice(0, half)])
@@ -189,8 +198,13 @@ def child(method: str, case: Case, folder: Path) -> dict:
         pq.write_table(batch, folder / "floor.parquet")
         detail = {}
     elif method == "dlt":
-        upserted = dlt.resource(batch, name="t", primary_key="id", table_format="iceberg",
-                                write_disposition={"disposition": "merge", "strategy": "upsert"})  # fmt: skip
+        upserted = dlt.resource(
+            batch,
+            name="t",
+            primary_key="id",
+            table_format="iceberg",
+            write_disposition={"disposition": "merge", "strategy": "upsert"},
+        )
         dlt_pipeline(folder, case).run(upserted, loader_file_format="parquet")
         detail = {}
     else:
@@ -220,8 +234,10 @@ def run_case(case: Case, methods: tuple[str, ...], timeout: float) -> dict[str, 
             done = subprocess.run(
                 [sys.executable, __file__, "--child", method, "--case", case.name, "--dir", str(pristine)]
                 + (["--smoke"] if case in SMOKE else []),
-                capture_output=True, text=True, timeout=timeout,
-            )  # fmt: skip
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
             if done.returncode == 0:
                 results[method] = json.loads(done.stdout.strip().splitlines()[-1])
             else:
@@ -260,8 +276,14 @@ def report(all_results: dict[str, dict[str, dict]], methods: tuple[str, ...]) ->
         cells = [cell(results.get(m, {"skipped": True})) for m in methods]
         cascade = results.get("cascade", {})
         append = results.get("append", {})
-        over_append = f"{cascade['seconds'] / append['seconds']:.1f}x" if "seconds" in cascade and "seconds" in append else "-"
-        print(f"| {name} | " + " | ".join(cells) + f" | {ratio(results, 'upsert')} | {ratio(results, 'dlt')} | {over_append} |")
+        over_append = (
+            f"{cascade['seconds'] / append['seconds']:.1f}x" if "seconds" in cascade and "seconds" in append else "-"
+        )
+        print(
+            f"| {name} | "
+            + " | ".join(cells)
+            + f" | {ratio(results, 'upsert')} | {ratio(results, 'dlt')} | {over_append} |"
+        )
     print()
     for name, results in all_results.items():
         detail = {k: v for k, v in results.get("cascade", {}).items() if k not in ("seconds", "rss_mb")}

@@ -46,7 +46,9 @@ def new_catalog(folder: Path) -> SqlCatalog:
     return catalog
 
 
-def new_table(catalog: SqlCatalog, spec: PartitionSpec = UNPARTITIONED_PARTITION_SPEC, small_files: bool = False) -> Table:
+def new_table(
+    catalog: SqlCatalog, spec: PartitionSpec = UNPARTITIONED_PARTITION_SPEC, small_files: bool = False
+) -> Table:
     props = {"write.target-file-size-bytes": "2000"} if small_files else {}
     return catalog.create_table(f"n.t{next(_counter)}", schema=SCHEMA, partition_spec=spec, properties=props)
 
