@@ -46,3 +46,14 @@ def demo(session: nox.Session) -> None:
     install_workspace(session)
     session.chdir(session.create_tmp())
     session.run("cascade", "demo")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """A short smoke run of every benchmark under bench/ (figures printed, no timing asserted).
+
+    For the real figures: ``python bench/merge.py`` and ``python bench/e2e.py`` (minutes).
+    """
+    install_workspace(session)
+    session.run("python", "bench/merge.py", "--smoke", "--methods", "cascade", "upsert", "append", "parquet")
+    session.run("python", "bench/e2e.py", "--smoke")

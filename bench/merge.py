@@ -210,8 +210,16 @@ def child(method: str, case: Case, folder: Path) -> dict:
     else:
         raise SystemExit(f"unknown method {method}")
     seconds = time.perf_counter() - started
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "rss_mb": rss_mb, **detail}
+    return {"seconds": seconds, "rss_mb": peak_rss_mb(), **detail}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. Not ru_maxrss: Linux carries that across exec from the parent."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_case(case: Case, methods: tuple[str, ...], timeout: float) -> dict[str, dict]:
