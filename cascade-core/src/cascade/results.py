@@ -12,7 +12,11 @@ from cascade.validation import ValidationReport
 
 @dataclass(frozen=True)
 class IngestionResult:
-    """What one ``cascade.run`` did to one partition of one table."""
+    """What one ``cascade.run`` did to one partition of one table.
+
+    ``staged_files`` names the parquet files dlt staged; they are removed with the run's
+    pipeline folder once the run ends, unless the configuration sets ``keep_staging``.
+    """
 
     asset: str
     run_id: str
