@@ -224,7 +224,6 @@ def peak_rss_mb() -> float:
 
 def run_case(case: Case, methods: tuple[str, ...], timeout: float) -> dict[str, dict]:
     pristine = ROOT / f"{case.name}.pristine"
-    work = ROOT / case.name
     print(f"building {case.name} ({case.rows:,} rows, batch {case.batch:,}) ...", file=sys.stderr, flush=True)
     build(case, pristine)
     results: dict[str, dict] = {}
@@ -232,12 +231,10 @@ def run_case(case: Case, methods: tuple[str, ...], timeout: float) -> dict[str, 
         if (method, case.name) in SKIP:
             results[method] = {"skipped": True}
             continue
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.copytree(pristine, work)
-        # same absolute paths as the pristine copy: metadata references the pristine folder name
-        shutil.rmtree(pristine.with_suffix(".moved"), ignore_errors=True)
-        pristine.rename(pristine.with_suffix(".moved"))
-        work.rename(pristine)
+        # run in place (metadata holds absolute paths) and restore the starting table afterwards
+        backup = pristine.with_suffix(".backup")
+        shutil.rmtree(backup, ignore_errors=True)
+        shutil.copytree(pristine, backup)
         try:
             done = subprocess.run(
                 [sys.executable, __file__, "--child", method, "--case", case.name, "--dir", str(pristine)]
@@ -254,7 +251,7 @@ def run_case(case: Case, methods: tuple[str, ...], timeout: float) -> dict[str, 
             results[method] = {"timeout": timeout}
         finally:
             shutil.rmtree(pristine, ignore_errors=True)
-            pristine.with_suffix(".moved").rename(pristine)
+            backup.rename(pristine)
         print(f"  {method}: {results[method]}", file=sys.stderr, flush=True)
     shutil.rmtree(pristine, ignore_errors=True)
     return results

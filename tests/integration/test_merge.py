@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,7 +126,6 @@ def test_merge_matches_the_dict_model(steps: list[list[tuple[str, int, int | Non
             got = (outcome.rows_inserted, outcome.rows_updated, outcome.rows_unchanged, outcome.rows_deduplicated)
             assert got == expected
             assert table_state(table) == model.rows
-            snapshots_added = len(table.refresh().snapshots()) - (0 if before is None else len(table.snapshots()) - 1)
             if expected[0] + expected[1] == 0:
                 assert table.metadata.current_snapshot_id == before  # nothing changed: no snapshot
                 assert outcome.commit_attempts == 0
@@ -135,7 +133,6 @@ def test_merge_matches_the_dict_model(steps: list[list[tuple[str, int, int | Non
                 assert table.metadata.current_snapshot_id != before
                 assert table.snapshot_by_id(table.metadata.current_snapshot_id).parent_snapshot_id == before
                 assert outcome.snapshot_id == table.metadata.current_snapshot_id
-                assert snapshots_added >= 1
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -288,7 +285,3 @@ def test_same_result_as_pyiceberg_upsert(initial: list, update: list) -> None:
             return sorted((r["k"], r["p"], r["v"]) for r in rows)
 
         assert data(ours) == data(theirs)
-
-
-def rows_of(table: Table) -> Iterator[dict]:
-    yield from table.scan().to_arrow().to_pylist()
