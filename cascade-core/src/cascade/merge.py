@@ -19,14 +19,16 @@ planned again against the new snapshot, within ``max_attempts``.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -54,6 +56,7 @@ from cascade.spec import METADATA_COLUMNS
 
 POSITION = "__cascade_position"
 OTHER_POSITION = "__cascade_other_position"
+PROBE_THREADS = 8
 PRUNABLE_KEY_TYPES = (StringType, IntegerType, LongType, DateType, TimestampType, TimestamptzType)
 
 
@@ -104,14 +107,18 @@ BeforeCommit = Callable[[MergePlan], None]
 
 @dataclass
 class _ReadCounter:
+    """Files opened and bytes read while planning; safe to share between probe threads."""
+
     files: int = 0
     bytes: int = 0
     opened: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, path: str, nbytes: int) -> None:
-        self.opened.add(path)
-        self.files = len(self.opened)
-        self.bytes += nbytes
+        with self.lock:
+            self.opened.add(path)
+            self.files = len(self.opened)
+            self.bytes += nbytes
 
 
 def merge_into(
@@ -197,10 +204,12 @@ def keep_last_per_key(rows: pa.Table, keys: tuple[str, ...]) -> pa.Table:
     """Drop all but the last row of each key, keeping the survivors in batch order."""
     if rows.num_rows == 0 or _distinct_count(rows, keys) == rows.num_rows:
         return rows
-    numbered = _positions(rows, keys)
-    last = numbered.group_by(list(keys), use_threads=False).aggregate([(POSITION, "max")])
-    positions = pc.sort_indices(last.column(f"{POSITION}_max"))
-    return rows.take(pc.take(last.column(f"{POSITION}_max"), positions))
+    last = _numbered(rows, keys).group_by(list(keys), use_threads=False).aggregate([(POSITION, "max")])
+    return rows.take(_sorted(last.column(f"{POSITION}_max")))
+
+
+def _sorted(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    return pc.take(values, pc.sort_indices(values))
 
 
 def _distinct_count(rows: pa.Table, keys: Sequence[str]) -> int:
@@ -209,22 +218,39 @@ def _distinct_count(rows: pa.Table, keys: Sequence[str]) -> int:
     return rows.select(list(keys)).group_by(list(keys), use_threads=False).aggregate([]).num_rows
 
 
-def _positions(rows: pa.Table, keys: Sequence[str]) -> pa.Table:
+def _numbered(rows: pa.Table, keys: Sequence[str]) -> pa.Table:
+    """The key columns and each row's position."""
     return rows.select(list(keys)).append_column(POSITION, pa.array(np.arange(rows.num_rows, dtype=np.int64)))
 
 
-def rows_with_keys(rows: pa.Table, key_rows: pa.Table, keys: Sequence[str], *, keep: bool) -> pa.Table:
-    """The rows of ``rows`` whose key is (``keep=True``) or is not in ``key_rows``, in order."""
-    if rows.num_rows == 0 or key_rows.num_rows == 0:
-        return rows if not keep else rows.slice(0, 0)
-    if len(keys) == 1:  # a hash-set lookup is several times cheaper than a join
-        member = pc.is_in(rows.column(keys[0]), value_set=pc.unique(key_rows.column(keys[0])))
-        return rows.filter(member if keep else pc.invert(member))
-    joined = _positions(rows, keys).join(
-        key_rows.select(list(keys)), keys=list(keys), join_type="left semi" if keep else "left anti", use_threads=False
+def batch_positions(stored_keys: pa.Table, batch_keys: pa.Table, keys: Sequence[str]) -> npt.NDArray[np.int64]:
+    """For each stored row, the position of the batch row with its key, or -1.
+
+    ``batch_keys`` holds each key once. One hash lookup serves membership, pairing and counting.
+    """
+    if stored_keys.num_rows == 0 or batch_keys.num_rows == 0:
+        return np.full(stored_keys.num_rows, -1, dtype=np.int64)
+    if len(keys) == 1:
+        found = pc.index_in(stored_keys.column(keys[0]), value_set=batch_keys.column(keys[0]))
+        return np.asarray(found.fill_null(-1).to_numpy(), dtype=np.int64)
+    pairs = _numbered(stored_keys, keys).join(
+        _numbered(batch_keys, keys).rename_columns([*keys, OTHER_POSITION]),
+        keys=list(keys),
+        join_type="inner",
+        use_threads=False,
     )
-    positions = joined.column(POSITION)
-    return rows.take(pc.take(positions, pc.sort_indices(positions)))
+    positions = np.full(stored_keys.num_rows, -1, dtype=np.int64)
+    positions[pairs.column(POSITION).to_numpy()] = pairs.column(OTHER_POSITION).to_numpy()
+    return positions
+
+
+@dataclass(frozen=True)
+class _StoredFile:
+    """A data file holding batch keys, and each of its rows' batch position (-1: not in the batch)."""
+
+    data_file: DataFile
+    rows: pa.Table
+    positions: npt.NDArray[np.int64]
 
 
 def plan_merge(
@@ -251,68 +277,76 @@ def plan_merge(
         )
     counter = _ReadCounter()
     candidates = candidate_files(table, head, rows, keys, stable_partitions=stable_partitions)
-    batch_keys = rows.select(list(keys))
-    hit_files = [f for f in candidates if _holds_any_key(table, f, batch_keys, keys, counter)]
-    stored = [_read_file(table, f, counter) for f in hit_files]
-    stored_matched = [rows_with_keys(s, batch_keys, keys, keep=True) for s in stored]
-    unchanged_keys, changed_keys, stored_key_count = compare_stored(stored_matched, rows, keys)
+    stored = stored_files_with_keys(table, candidates, rows.select(list(keys)), keys, counter)
+    changed, stored_count = classify_batch(stored, rows, keys)
     replaced: list[DataFile] = []
     kept: list[pa.Table] = []
-    for data_file, file_rows, matched in zip(hit_files, stored, stored_matched, strict=True):
-        if rows_with_keys(matched, changed_keys, keys, keep=True).num_rows == 0:
+    for item in stored:
+        removed = item.positions >= 0
+        removed[removed] = changed[item.positions[removed]]
+        if not removed.any():
             continue  # every batch key in this file is unchanged: leave the file alone
-        replaced.append(data_file)
-        kept.append(rows_with_keys(file_rows, changed_keys, keys, keep=False))
-    new_rows = rows_with_keys(rows, unchanged_keys, keys, keep=False)
-    to_write = pa.concat_tables([*kept, new_rows]) if kept else new_rows
+        replaced.append(item.data_file)
+        kept.append(item.rows.filter(pa.array(~removed)))
+    unchanged = (stored_count > 0) & ~changed
+    new_rows = rows.filter(pa.array(~unchanged)) if unchanged.any() else rows
     return MergePlan(
         base_snapshot_id=head.snapshot_id,
         replaced_files=tuple(replaced),
-        rows_to_write=to_write,
-        rows_inserted=rows.num_rows - stored_key_count,
-        rows_updated=changed_keys.num_rows,
-        rows_unchanged=unchanged_keys.num_rows,
+        rows_to_write=pa.concat_tables([*kept, new_rows]) if kept else new_rows,
+        rows_inserted=int((stored_count == 0).sum()),
+        rows_updated=int(changed.sum()),
+        rows_unchanged=int(unchanged.sum()),
         files_considered=len(candidates),
         files_read=counter.files,
         bytes_read=counter.bytes,
     )
 
 
-def compare_stored(
-    stored_matched: list[pa.Table], rows: pa.Table, keys: tuple[str, ...]
-) -> tuple[pa.Table, pa.Table, int]:
-    """Split the batch keys found in the table into unchanged and changed ones.
+def stored_files_with_keys(
+    table: Table, candidates: list[DataFile], batch_keys: pa.Table, keys: tuple[str, ...], counter: _ReadCounter
+) -> list[_StoredFile]:
+    """Probe candidates on their key columns (in parallel); read whole only those holding batch keys."""
 
-    Returns ``(unchanged_keys, changed_keys, number_of_stored_keys)``. A key stored more than once
-    (which Cascade never writes, but another writer might have) counts as changed, so the merge
-    heals it to one row.
+    def probe(data_file: DataFile) -> _StoredFile | None:
+        file_keys, nbytes = _read_columns(table, data_file, list(keys))
+        counter.add(data_file.file_path, nbytes)
+        positions = batch_positions(file_keys.cast(batch_keys.schema), batch_keys, keys)
+        if not (positions >= 0).any():
+            return None
+        file_rows, nbytes = _read_columns(table, data_file, None)
+        counter.add(data_file.file_path, nbytes)
+        return _StoredFile(
+            data_file, conform(file_rows, table.schema(), where=f"data file {data_file.file_path}"), positions
+        )
+
+    with ThreadPoolExecutor(max_workers=PROBE_THREADS) as pool:  # pyarrow reads release the GIL
+        return [found for found in pool.map(probe, candidates) if found is not None]
+
+
+def classify_batch(
+    stored: list[_StoredFile], rows: pa.Table, keys: tuple[str, ...]
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+    """Per batch row: whether its stored version changes, and how many stored rows carry its key.
+
+    A key stored more than once (which Cascade never writes, but another writer might have)
+    counts as changed, so the merge heals it to one row.
     """
-    empty = rows.select(list(keys)).slice(0, 0)
-    matched = [m for m in stored_matched if m.num_rows]
-    if not matched:
-        return empty, empty, 0
-    stored = pa.concat_tables(matched)
-    counts = stored.select(list(keys)).group_by(list(keys), use_threads=False).aggregate([([], "count_all")])
-    pairs = _positions(stored, keys).join(
-        _positions(rows, keys).rename_columns([*keys, OTHER_POSITION]),
-        keys=list(keys),
-        join_type="inner",
-        use_threads=False,
-    )
-    left = stored.take(pairs.column(POSITION))
-    right = rows.take(pairs.column(OTHER_POSITION))
-    equal = pa.chunked_array([pa.array(np.ones(pairs.num_rows, dtype=bool))])
-    for name in rows.column_names:
-        if name in METADATA_COLUMNS or name in keys:
-            continue
-        equal = pc.and_(equal, null_safe_equal(left.column(name), right.column(name)))
-    verdict = pairs.select(list(keys)).append_column("__equal", equal)
-    verdict = verdict.join(counts, keys=list(keys), use_threads=False)
-    is_unchanged = pc.and_(verdict.column("__equal"), pc.equal(verdict.column("count_all"), 1))
-    unchanged = verdict.filter(is_unchanged).select(list(keys))
-    changed = verdict.filter(pc.invert(is_unchanged)).select(list(keys))
-    changed = changed.group_by(list(keys), use_threads=False).aggregate([]) if changed.num_rows else changed
-    return unchanged, changed, counts.num_rows
+    changed = np.zeros(rows.num_rows, dtype=bool)
+    count = np.zeros(rows.num_rows, dtype=np.int64)
+    for item in stored:
+        matched = item.positions >= 0
+        positions = item.positions[matched]
+        np.add.at(count, positions, 1)
+        left = item.rows.filter(pa.array(matched))
+        right = rows.take(pa.array(positions))
+        equal = np.ones(len(positions), dtype=bool)
+        for name in rows.column_names:
+            if name not in METADATA_COLUMNS and name not in keys:
+                equal &= np.asarray(null_safe_equal(left.column(name), right.column(name)).to_numpy(), dtype=bool)
+        changed[positions[~equal]] = True
+    changed |= count > 1
+    return changed & (count > 0), count
 
 
 def exact_partition_pruning(table: Table, keys: tuple[str, ...], stable_partitions: bool) -> bool:
@@ -363,7 +397,7 @@ def candidate_files(
 class _KeyRange:
     field_id: int
     iceberg_type: PrimitiveType
-    values: list[Any] | None  # sorted distinct batch values; None when the type is not prunable
+    values: npt.NDArray[Any] | None  # sorted distinct batch values; None when the type is not prunable
 
 
 def _sorted_key_values(schema: Schema, rows: pa.Table, key: str) -> _KeyRange:
@@ -373,11 +407,11 @@ def _sorted_key_values(schema: Schema, rows: pa.Table, key: str) -> _KeyRange:
     if not isinstance(iceberg_type, PRUNABLE_KEY_TYPES):
         return _KeyRange(iceberg_field.field_id, StringType(), None)
     column = pc.unique(rows.column(key))
-    if isinstance(iceberg_field.field_type, (TimestampType, TimestamptzType)):
+    if isinstance(iceberg_type, (TimestampType, TimestamptzType)):
         column = column.cast(pa.timestamp("us", tz=column.type.tz)).cast(pa.int64())
-    elif isinstance(iceberg_field.field_type, DateType):
+    elif isinstance(iceberg_type, DateType):
         column = column.cast(pa.int32())
-    return _KeyRange(iceberg_field.field_id, iceberg_type, sorted(column.to_pylist()))
+    return _KeyRange(iceberg_field.field_id, iceberg_type, _sorted(column).to_numpy(zero_copy_only=False))
 
 
 def _range_may_hold(data_file: DataFile, key_range: _KeyRange) -> bool:
@@ -394,7 +428,7 @@ def _range_may_hold(data_file: DataFile, key_range: _KeyRange) -> bool:
     if lower is None or upper is None:
         return True
     low, high = from_bytes(key_range.iceberg_type, lower), from_bytes(key_range.iceberg_type, upper)
-    index = bisect.bisect_left(values, low)
+    index = int(np.searchsorted(values, low, side="left"))
     return index < len(values) and values[index] <= high
 
 
@@ -402,7 +436,7 @@ def _read_columns(table: Table, data_file: DataFile, columns: list[str] | None) 
     """Read some (or all) columns of a data file; returns the rows and the bytes of the chunks read."""
     with table.io.new_input(data_file.file_path).open() as stream:
         parquet = pq.ParquetFile(stream)
-        rows = parquet.read(columns=columns)
+        rows = parquet.read(columns=columns, use_threads=False)
         if columns is None:
             return rows, data_file.file_size_in_bytes
         names = parquet.schema_arrow.names
@@ -413,21 +447,6 @@ def _read_columns(table: Table, data_file: DataFile, columns: list[str] | None) 
             for c in columns
         )
         return rows, nbytes
-
-
-def _holds_any_key(
-    table: Table, data_file: DataFile, batch_keys: pa.Table, keys: tuple[str, ...], counter: _ReadCounter
-) -> bool:
-    file_keys, nbytes = _read_columns(table, data_file, list(keys))
-    counter.add(data_file.file_path, nbytes)
-    file_keys = file_keys.cast(batch_keys.schema)
-    return rows_with_keys(file_keys, batch_keys, keys, keep=True).num_rows > 0
-
-
-def _read_file(table: Table, data_file: DataFile, counter: _ReadCounter) -> pa.Table:
-    rows, nbytes = _read_columns(table, data_file, None)
-    counter.add(data_file.file_path, nbytes)
-    return conform(rows, table.schema(), where=f"data file {data_file.file_path}")
 
 
 def write_files(table: Table, rows: pa.Table) -> list[DataFile]:
