@@ -35,7 +35,8 @@ import pyarrow.parquet as pq
 from pyiceberg.conversions import from_bytes
 from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.io.pyarrow import _dataframe_to_data_files
-from pyiceberg.manifest import DataFile
+from pyiceberg.manifest import DataFile, ManifestContent, ManifestFile
+from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.table.refs import MAIN_BRANCH
@@ -374,23 +375,66 @@ def batch_partitions(table: Table, rows: pa.Table) -> set[tuple[Any, ...]]:
 def candidate_files(
     table: Table, head: Snapshot, rows: pa.Table, keys: tuple[str, ...], *, stable_partitions: bool
 ) -> list[DataFile]:
-    """Data files of ``head`` that may hold a batch key, by partition and key-range statistics."""
-    schema = table.schema()
-    spec_id = table.spec().spec_id
+    """Data files of ``head`` that may hold a batch key, by partition and key-range statistics.
+
+    Reads the manifests directly: a manifest whose partition summaries cannot hold a batch
+    partition is skipped unread; within the rest, entries are filtered by partition and key range.
+    """
+    schema, spec = table.schema(), table.spec()
     partitions = batch_partitions(table, rows) if exact_partition_pruning(table, keys, stable_partitions) else None
     ranges = [_sorted_key_values(schema, rows, key) for key in keys]
-    result = []
-    for task in table.scan(snapshot_id=head.snapshot_id).plan_files():
-        if task.delete_files:
-            raise SchemaMismatchError(
-                f"table {'.'.join(table.name())} has delete files (merge-on-read); Cascade merges copy-on-write only"
-            )
-        data_file = task.file
-        if partitions is not None and data_file.spec_id == spec_id and tuple(data_file.partition) not in partitions:
-            continue
-        if all(_range_may_hold(data_file, key_range) for key_range in ranges):
-            result.append(data_file)
-    return result
+    manifests = head.manifests(table.io)
+    if any(m.content == ManifestContent.DELETES and (m.added_files_count or m.existing_files_count) for m in manifests):
+        raise SchemaMismatchError(
+            f"table {'.'.join(table.name())} has delete files (merge-on-read); Cascade merges copy-on-write only"
+        )
+    summary_check = _PartitionSummaryCheck(spec, schema, partitions) if partitions is not None else None
+
+    def entries(manifest: ManifestFile) -> list[DataFile]:
+        if manifest.content != ManifestContent.DATA:
+            return []
+        current_spec = manifest.partition_spec_id == spec.spec_id
+        if summary_check is not None and current_spec and not summary_check.may_hold(manifest):
+            return []
+        found = []
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+            data_file = entry.data_file
+            if partitions is not None and current_spec and tuple(data_file.partition) not in partitions:
+                continue
+            if all(_range_may_hold(data_file, key_range) for key_range in ranges):
+                found.append(data_file)
+        return found
+
+    with ThreadPoolExecutor(max_workers=PROBE_THREADS) as pool:
+        return [data_file for found in pool.map(entries, manifests) for data_file in found]
+
+
+class _PartitionSummaryCheck:
+    """Whether a manifest's per-field partition bounds can hold any of the batch's partitions."""
+
+    def __init__(self, spec: PartitionSpec, schema: Schema, partitions: set[tuple[Any, ...]]) -> None:
+        self.types = [field.field_type for field in spec.partition_type(schema).fields]
+        self.values = [
+            np.sort(np.array([p[i] for p in partitions if p[i] is not None], dtype=object))
+            for i in range(len(self.types))
+        ]
+        self.has_null = [any(p[i] is None for p in partitions) for i in range(len(self.types))]
+
+    def may_hold(self, manifest: ManifestFile) -> bool:
+        for summary, field_type, values, has_null in zip(
+            manifest.partitions or [], self.types, self.values, self.has_null, strict=False
+        ):
+            if has_null and summary.contains_null:
+                continue
+            if summary.lower_bound is None or summary.upper_bound is None:
+                if not has_null:
+                    return False
+                continue
+            low, high = from_bytes(field_type, summary.lower_bound), from_bytes(field_type, summary.upper_bound)
+            index = int(np.searchsorted(values, low, side="left"))
+            if not (index < len(values) and values[index] <= high):
+                return False
+        return True
 
 
 @dataclass(frozen=True)
