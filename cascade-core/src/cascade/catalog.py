@@ -89,21 +89,24 @@ def branches(table: Table) -> dict[str, int]:
     }
 
 
-def ensure_branch(table: Table, branch: str) -> Table:
-    """Create ``branch`` from main's head when it does not exist yet; main's rows are not touched.
+def initialize_main(table: Table) -> Table:
+    """Give a table without snapshots one empty snapshot on main, so branches can fork from it.
 
-    Iceberg (pyiceberg) only lets a table without snapshots be written on main, so a table whose
-    first write is on a branch first gets one empty snapshot on main to branch from.
+    Iceberg (pyiceberg) only lets a table without snapshots be written on main.
     """
-    if branch == MAIN_BRANCH or branch in table.metadata.refs:
-        return table
-    main = table.snapshot_by_name(MAIN_BRANCH)
-    if main is None:
+    if table.snapshot_by_name(MAIN_BRANCH) is None:
         transaction = table.transaction()
         with transaction.update_snapshot(snapshot_properties={"cascade.operation": "initialize"}).fast_append():
             pass
         transaction.commit_transaction()
-        main = table.snapshot_by_name(MAIN_BRANCH)
-        assert main is not None
+    return table
+
+
+def ensure_branch(table: Table, branch: str) -> Table:
+    """Create ``branch`` from main's head when it does not exist yet; main's rows are not touched."""
+    if branch == MAIN_BRANCH or branch in table.metadata.refs:
+        return table
+    main = initialize_main(table).snapshot_by_name(MAIN_BRANCH)
+    assert main is not None
     table.manage_snapshots().create_branch(main.snapshot_id, branch).commit()
     return table

@@ -40,8 +40,9 @@ from pyiceberg.manifest import DataFile, ManifestContent, ManifestFile
 from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
-from pyiceberg.table.refs import MAIN_BRANCH
+from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
 from pyiceberg.table.snapshots import Snapshot
+from pyiceberg.table.update import AssertRefSnapshotId
 from pyiceberg.types import (
     DateType,
     IntegerType,
@@ -52,6 +53,7 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
+from cascade.catalog import initialize_main
 from cascade.conform import conform, null_safe_equal, reject_null_keys
 from cascade.errors import MergeConflictError, SchemaMismatchError
 from cascade.spec import METADATA_COLUMNS
@@ -135,6 +137,7 @@ def merge_into(
     stable_partitions: bool = False,
     max_attempts: int = 10,
     before_commit: BeforeCommit | None = None,
+    chunk_rows: int | None = None,
 ) -> MergeOutcome:
     """Upsert ``batch`` into ``table`` on ``unique_key`` in one atomic snapshot on ``branch``.
 
@@ -142,8 +145,22 @@ def merge_into(
     the batch's partitions is exact even when the partition source is not part of the key.
     ``before_commit`` is called with the plan just before committing; raising there aborts
     the merge with nothing committed.
+
+    ``chunk_rows`` bounds memory for batches larger than memory: see :func:`merge_in_chunks`.
     """
     keys = (unique_key,) if isinstance(unique_key, str) else tuple(unique_key)
+    if chunk_rows is not None:
+        return merge_in_chunks(
+            table,
+            batch,
+            keys,
+            chunk_rows=chunk_rows,
+            branch=branch,
+            snapshot_properties=snapshot_properties,
+            stable_partitions=stable_partitions,
+            max_attempts=max_attempts,
+            before_commit=before_commit,
+        )
     if isinstance(batch, pa.RecordBatchReader):
         batch = batch.read_all()
     schema = table.schema()
@@ -155,6 +172,7 @@ def merge_into(
     for attempt in range(1, max_attempts + 1):
         if attempt > 1:
             table = table.refresh()
+        planned_at = table.metadata.last_sequence_number
         plan = plan_merge(table, rows, keys, branch=branch, stable_partitions=stable_partitions)
         if plan.changes_nothing:
             head = table.snapshot_by_name(branch) or table.snapshot_by_name(MAIN_BRANCH)
@@ -167,6 +185,14 @@ def merge_into(
         except (CommitFailedException, ValidationException):
             _delete_files(table, written)
             continue
+        except ValueError:
+            _delete_files(table, written)
+            # pyiceberg applies a snapshot planned on stale metadata after a commit on another
+            # branch and fails with ValueError ("sequence number ... older than last sequence
+            # number") instead of CommitFailedException: a conflict exactly when the table moved.
+            if table.refresh().metadata.last_sequence_number != planned_at:
+                continue
+            raise
         except BaseException:
             _delete_files(table, written)
             raise
@@ -174,6 +200,118 @@ def merge_into(
     raise MergeConflictError(
         f"table {'.'.join(table.name())}, branch {branch!r}: concurrent commits invalidated the merge "
         f"{max_attempts} times; try again"
+    )
+
+
+def merge_in_chunks(
+    table: Table,
+    batch: pa.Table | pa.RecordBatchReader,
+    keys: tuple[str, ...],
+    *,
+    chunk_rows: int,
+    branch: str = MAIN_BRANCH,
+    snapshot_properties: Mapping[str, str] | None = None,
+    stable_partitions: bool = False,
+    max_attempts: int = 10,
+    before_commit: BeforeCommit | None = None,
+) -> MergeOutcome:
+    """Merge a batch of any size holding at most ``chunk_rows`` batch rows in memory at once.
+
+    Chunks are merged in order onto a private staging branch forked from ``branch``'s head, so
+    the dict semantics hold across chunks (a later chunk's record wins). Then ``branch`` is moved
+    to the staging head in one ref update that asserts ``branch`` has not moved since the fork:
+    readers of ``branch`` see all of the batch or none of it. If it moved, the staging branch is
+    dropped and :class:`MergeConflictError` is raised; a stream cannot be replayed, so the caller
+    retries the run. Counts are summed over chunks, so a key inserted by one chunk and changed by
+    a later one counts once as inserted and once as updated; likewise a key that changes in one
+    chunk and changes back in a later one ends with its stored values but this run's
+    ``_cascade_ingested_at`` (remembering every key's starting row would defeat bounded memory).
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    reader = batch if isinstance(batch, pa.RecordBatchReader) else batch.to_reader(max_chunksize=chunk_rows)
+    table = initialize_main(table.refresh())
+    start_ref = table.metadata.refs.get(branch)
+    head = table.snapshot_by_name(branch) or table.snapshot_by_name(MAIN_BRANCH)
+    assert head is not None
+    staging = f"cascade-merge-{uuid.uuid4().hex[:12]}"
+    table.manage_snapshots().create_branch(head.snapshot_id, staging).commit()
+    outcomes: list[MergeOutcome] = []
+    try:
+        for chunk in _chunks(reader, chunk_rows):
+            outcomes.append(
+                merge_into(
+                    table,
+                    chunk,
+                    keys,
+                    branch=staging,
+                    snapshot_properties=snapshot_properties,
+                    stable_partitions=stable_partitions,
+                    max_attempts=max_attempts,
+                    before_commit=before_commit,
+                )
+            )
+        table = table.refresh()
+        staged_head = table.snapshot_by_name(staging)
+        assert staged_head is not None
+        if staged_head.snapshot_id != head.snapshot_id:
+            _publish(table, branch, staged_head.snapshot_id, expected=start_ref.snapshot_id if start_ref else None)
+    except CommitFailedException:
+        raise MergeConflictError(
+            f"table {'.'.join(table.name())}, branch {branch!r} moved while a chunked merge was staged; try again"
+        ) from None
+    finally:
+        with contextlib.suppress(Exception):  # never mask the merge's own outcome or error
+            table.refresh().manage_snapshots().remove_branch(staging).commit()
+    return _sum_outcomes(outcomes, table.refresh().snapshot_by_name(branch))
+
+
+def _chunks(reader: pa.RecordBatchReader, chunk_rows: int) -> Iterable[pa.Table]:
+    pending: list[pa.RecordBatch] = []
+    size = 0
+    for record_batch in reader:
+        while record_batch.num_rows:
+            take = record_batch.slice(0, chunk_rows - size)
+            pending.append(take)
+            size += take.num_rows
+            record_batch = record_batch.slice(take.num_rows)
+            if size == chunk_rows:
+                yield pa.Table.from_batches(pending)
+                pending, size = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending)
+
+
+def _publish(table: Table, branch: str, snapshot_id: int, *, expected: int | None) -> None:
+    """Point ``branch`` at ``snapshot_id`` in one commit that fails if ``branch`` left ``expected``.
+
+    pyiceberg has no public call to move a non-main branch with a guard, hence its transaction
+    internals here; ``expected=None`` asserts the branch does not exist yet.
+    """
+    transaction = table.transaction()
+    update, _ = transaction._set_ref_snapshot(snapshot_id=snapshot_id, ref_name=branch, type=SnapshotRefType.BRANCH)
+    transaction._stage(update, (AssertRefSnapshotId(snapshot_id=expected, ref=branch),))
+    transaction.commit_transaction()
+
+
+def _sum_outcomes(outcomes: list[MergeOutcome], head: Snapshot | None) -> MergeOutcome:
+    def total(name: str) -> int:
+        return sum(getattr(o, name) for o in outcomes)
+
+    return MergeOutcome(
+        rows_in=total("rows_in"),
+        rows_inserted=total("rows_inserted"),
+        rows_updated=total("rows_updated"),
+        rows_unchanged=total("rows_unchanged"),
+        rows_deduplicated=total("rows_deduplicated"),
+        files_considered=total("files_considered"),
+        files_read=total("files_read"),
+        files_rewritten=total("files_rewritten"),
+        files_added=total("files_added"),
+        bytes_read=total("bytes_read"),
+        bytes_written=total("bytes_written"),
+        snapshot_id=head.snapshot_id if head else None,
+        commit_attempts=total("commit_attempts"),
     )
 
 
