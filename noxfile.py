@@ -57,3 +57,4 @@ def bench(session: nox.Session) -> None:
     install_workspace(session)
     session.run("python", "bench/merge.py", "--smoke", "--methods", "cascade", "upsert", "append", "parquet")
     session.run("python", "bench/e2e.py", "--smoke")
+    session.run("python", "bench/backfill.py", "--days", "3")

@@ -123,6 +123,310 @@ def print_result(result: cascade.IngestionResult) -> None:
     out.print(table)
 
 
+def parse_optional_date(value: str | None) -> str | None:
+    return None if value is None else parse_date(value)
+
+
+@app.command("backfill")
+def backfill_command(
+    asset: Annotated[str, typer.Argument(help="Asset name or namespace.table.")],
+    start: Annotated[str, typer.Option("--start", help="First partition, YYYY-MM-DD.", callback=parse_date)],
+    end: Annotated[str, typer.Option("--end", help="Last partition (inclusive), YYYY-MM-DD.", callback=parse_date)],
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=32, help="Partitions at a time.")] = 1,
+    branch: Annotated[str | None, typer.Option("--branch", "-b", help="Iceberg branch to write.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Re-run partitions already ingested.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Ingest every partition from --start to --end, resuming where earlier backfills stopped."""
+    from cascade_cli.backfill import backfill, date_range
+
+    if end < start:
+        raise typer.BadParameter(f"--end {end} is before --start {start}", param_hint="--end")
+    try:
+        cascade.discover()
+        chosen = cascade.registry().get(asset)
+        config = cascade.load_config()
+        target = branch or config.branch or "main"
+        report = backfill(
+            chosen,
+            date_range(dt.date.fromisoformat(start), dt.date.fromisoformat(end)),
+            workers=workers,
+            branch=target,
+            force=force,
+            config=config,
+            console=err,
+            show_progress=not as_json,
+        )
+    except CascadeError as error:
+        fail(error)
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        out.print(
+            f"{len(report.succeeded)} partition(s) ingested, {len(report.skipped)} skipped (already ingested), "
+            f"{len(report.failed)} failed; {report.rows:,} rows"
+        )
+        for partition, message in sorted(report.failed.items()):
+            err.print(f"[red]failed {partition}:[/] {message}", highlight=False, soft_wrap=True)
+    if report.interrupted:
+        err.print("interrupted: partitions that finished stay committed; run the backfill again to resume")
+        raise typer.Exit(130)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _catalog() -> Any:
+    from cascade.catalog import open_catalog
+
+    return open_catalog(cascade.load_config())
+
+
+def _load(identifier: str) -> Any:
+    from pyiceberg.exceptions import NoSuchTableError
+
+    from cascade.tables import parse_identifier
+
+    try:
+        return _catalog().load_table(parse_identifier(identifier))
+    except NoSuchTableError:
+        raise ConfigurationError(f"no table {identifier!r} in the catalog (see: cascade tables)") from None
+
+
+@app.command("tables")
+def tables_command(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Tables in the catalog with row count, snapshot count, branches and last update."""
+    from cascade.tables import all_tables, summarize
+
+    try:
+        catalog = _catalog()
+        summaries = [summarize(catalog, identifier) for identifier in all_tables(catalog)]
+    except CascadeError as error:
+        fail(error)
+    if as_json:
+        rows = [
+            {**s.__dict__, "last_updated": s.last_updated.isoformat() if s.last_updated else None} for s in summaries
+        ]
+        print(json.dumps(rows, indent=2, default=list))
+        return
+    table = Table(title="Cascade tables")
+    for column in ("table", "rows", "snapshots", "branches", "last update (UTC)"):
+        table.add_column(column)
+    for s in summaries:
+        updated = s.last_updated.strftime("%Y-%m-%d %H:%M:%S") if s.last_updated else "-"
+        table.add_row(s.identifier, f"{s.rows:,}", str(s.snapshots), ", ".join(s.branches), updated)
+    out.print(table)
+
+
+def parse_filter(where: str | None, schema: Any) -> Any:
+    """A pyiceberg row filter from ``--where``, checked against the table's columns (usage error otherwise)."""
+    from pyiceberg.expressions import AlwaysTrue
+    from pyiceberg.expressions.parser import parse
+    from pyiceberg.expressions.visitors import bind
+    from pyparsing import ParseException
+
+    if not where:
+        return AlwaysTrue()
+    try:
+        expression = parse(where)
+    except ParseException as error:
+        raise ConfigurationError(
+            f"--where {where!r} does not parse (at column {error.col}); "
+            'e.g. "sgv > 180", "direction = \'Flat\'", "date_string >= \'2024-05-01T00:00:00+00:00\'"'
+        ) from None
+    try:
+        bind(schema, expression, case_sensitive=True)
+    except (ValueError, TypeError) as error:
+        raise ConfigurationError(f"--where {where!r}: {error} (columns: {', '.join(schema.column_names)})") from None
+    return expression
+
+
+@app.command("show")
+def show_command(
+    table_name: Annotated[str, typer.Argument(metavar="TABLE", help="namespace.table")],
+    branch: Annotated[str, typer.Option("--branch", "-b")] = "main",
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 20,
+    where: Annotated[str | None, typer.Option("--where", help='Row filter, e.g. "sgv > 180".')] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Rows of a table (on a branch), optionally filtered."""
+    try:
+        table = _load(table_name)
+        head = table.snapshot_by_name(branch)
+        if head is None:
+            raise ConfigurationError(f"table {table_name}: no branch {branch!r} with data")
+        rows = table.scan(
+            row_filter=parse_filter(where, table.schema()), snapshot_id=head.snapshot_id, limit=limit
+        ).to_arrow()
+    except CascadeError as error:
+        fail(error)
+    if as_json:
+        for row in rows.to_pylist():
+            print(json.dumps(row, default=str))
+        return
+    view = Table(title=f"{table_name}@{branch} ({rows.num_rows} rows shown)")
+    for name in rows.column_names:
+        view.add_column(name, overflow="fold")
+    for row in rows.to_pylist():
+        view.add_row(*("" if v is None else str(v) for v in row.values()))
+    out.print(view)
+
+
+@app.command("query")
+def query_command(
+    sql: Annotated[
+        str,
+        typer.Argument(
+            help='SQL over Cascade tables named namespace.table, e.g. "select count(*) from nightscout.glucose"'
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """SQL over the Cascade tables with DuckDB (pip install 'cascade-cli[query]')."""
+    try:
+        import duckdb
+    except ImportError:
+        fail(ConfigurationError("cascade query needs DuckDB: pip install 'cascade-cli[query]'"))
+    from cascade.tables import all_tables
+
+    try:
+        catalog = _catalog()
+        connection = duckdb.connect()
+        for identifier in all_tables(catalog):
+            namespace, name = identifier.split(".")
+            connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{namespace}"')
+            arrow = catalog.load_table(identifier).scan().to_arrow()
+            connection.register(f"__{namespace}__{name}", arrow)
+            connection.execute(f'CREATE VIEW "{namespace}"."{name}" AS SELECT * FROM "__{namespace}__{name}"')
+        try:
+            rows = connection.execute(sql).to_arrow_table()
+        except duckdb.Error as error:
+            raise ConfigurationError(f"query failed: {error}") from None
+    except CascadeError as error:
+        fail(error)
+    if as_json:
+        for row in rows.to_pylist():
+            print(json.dumps(row, default=str))
+        return
+    view = Table()
+    for name in rows.column_names:
+        view.add_column(name)
+    for row in rows.to_pylist():
+        view.add_row(*("" if v is None else str(v) for v in row.values()))
+    out.print(view)
+
+
+@app.command("history")
+def history_command(
+    table_name: Annotated[str, typer.Argument(metavar="TABLE", help="namespace.table")],
+    branch: Annotated[str, typer.Option("--branch", "-b")] = "main",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Snapshots of a branch with time, operation, rows added/removed and the Cascade run behind each."""
+    from cascade.tables import history
+
+    try:
+        records = history(_load(table_name), branch)
+    except CascadeError as error:
+        fail(error)
+    if as_json:
+        print(json.dumps([{**r.__dict__, "committed_at": r.committed_at.isoformat()} for r in records], indent=2))
+        return
+    view = Table(title=f"history of {table_name}@{branch}")
+    for column in ("committed (UTC)", "snapshot", "operation", "+rows", "-rows", "total", "asset", "partition", "run"):
+        view.add_column(column)
+    for r in records:
+        view.add_row(
+            r.committed_at.strftime("%Y-%m-%d %H:%M:%S"),
+            str(r.snapshot_id),
+            r.operation,
+            f"{r.rows_added:,}",
+            f"{r.rows_removed:,}",
+            "-" if r.total_rows is None else f"{r.total_rows:,}",
+            r.asset or "-",
+            r.partition or "-",
+            r.run_id or "-",
+        )
+    out.print(view)
+
+
+branch_app = typer.Typer(help="Iceberg branches of a table: list, create, drop, publish.", no_args_is_help=True)
+app.add_typer(branch_app, name="branch")
+
+
+@branch_app.command("list")
+def branch_list(table_name: Annotated[str, typer.Argument(metavar="TABLE")]) -> None:
+    """Branches and the snapshot each points at."""
+    from cascade.catalog import branches
+
+    try:
+        found = branches(_load(table_name))
+    except CascadeError as error:
+        fail(error)
+    for name, snapshot in sorted(found.items()):
+        out.print(f"{name}\t{snapshot}", highlight=False)
+
+
+@branch_app.command("create")
+def branch_create(
+    table_name: Annotated[str, typer.Argument(metavar="TABLE")],
+    name: Annotated[str, typer.Argument(metavar="NAME")],
+) -> None:
+    """Create branch NAME at main's head."""
+    from cascade.tables import create_branch
+
+    try:
+        snapshot = create_branch(_load(table_name), name)
+    except CascadeError as error:
+        fail(error)
+    out.print(f"created branch {name} of {table_name} at snapshot {snapshot}", highlight=False)
+
+
+@branch_app.command("drop")
+def branch_drop(
+    table_name: Annotated[str, typer.Argument(metavar="TABLE")],
+    name: Annotated[str, typer.Argument(metavar="NAME")],
+) -> None:
+    """Drop branch NAME (its snapshots stay until expired)."""
+    from cascade.tables import drop_branch
+
+    try:
+        drop_branch(_load(table_name), name)
+    except CascadeError as error:
+        fail(error)
+    out.print(f"dropped branch {name} of {table_name}", highlight=False)
+
+
+@branch_app.command("publish")
+def branch_publish(
+    table_name: Annotated[str, typer.Argument(metavar="TABLE")],
+    name: Annotated[str, typer.Argument(metavar="NAME")],
+) -> None:
+    """Fast-forward main to branch NAME; refused when main has diverged from it."""
+    from cascade.tables import publish_branch
+
+    try:
+        snapshot = publish_branch(_load(table_name), name)
+    except CascadeError as error:
+        fail(error)
+    out.print(f"published {name}: main of {table_name} is now at snapshot {snapshot}", highlight=False)
+
+
+@app.command("doctor")
+def doctor_command(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Configuration in effect (secrets masked), catalog and warehouse health, plugins, versions."""
+    from cascade_cli.doctor import diagnose
+
+    report = diagnose()
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        for section, value in report.items():
+            out.print(f"[bold]{section}[/]")
+            out.print(value, highlight=False)
+    if not report["healthy"]:
+        raise typer.Exit(1)
+
+
 @app.command("demo")
 def demo(
     days: Annotated[int, typer.Option(help="How many days back from yesterday to ingest.")] = 7,
