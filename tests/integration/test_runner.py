@@ -282,3 +282,14 @@ def test_merge_counts_match_the_table(ns_config: CascadeConfig) -> None:
     rows = read_table(ns_config, GLUCOSE)
     day = rows.filter(pc.equal(pc.strftime(rows.column("date_string"), "%Y-%m-%d"), "2024-03-03"))
     assert day.num_rows == result.rows_inserted == 288
+
+
+def test_first_runs_racing_on_a_new_catalog_both_land(ns_config: CascadeConfig) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=4) as pool:  # all four create the namespace and table at once
+        results = list(
+            pool.map(lambda day: cascade.run(glucose, day, config=ns_config), [f"2024-03-0{d}" for d in range(1, 5)])
+        )
+    assert [r.rows_inserted for r in results] == [288] * 4
+    assert read_table(ns_config, GLUCOSE).num_rows == 4 * 288

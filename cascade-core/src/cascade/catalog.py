@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
+import time
 
 from pyiceberg.catalog import Catalog, load_catalog
-from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
+from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
 from pyiceberg.table.snapshots import Snapshot
@@ -17,6 +19,7 @@ from cascade.redaction import redact
 from cascade.spec import AssetSpec
 
 BRANCH_NAME_MAX = 128
+OPEN_ATTEMPTS = 4
 
 
 def open_catalog(config: CascadeConfig) -> Catalog:
@@ -25,13 +28,20 @@ def open_catalog(config: CascadeConfig) -> Catalog:
     if props.get("uri", "").startswith("sqlite:///"):
         config.home.mkdir(parents=True, exist_ok=True)
         (config.home / "warehouse").mkdir(exist_ok=True)
-    try:
-        return load_catalog(config.catalog_name, **props)
-    except Exception as error:
-        raise ConfigurationError(
-            f"catalog {config.catalog_name!r} ({redact(props.get('uri', props.get('type', '?')))}) "
-            f"could not be opened: {type(error).__name__}: {redact(str(error))}"
-        ) from None
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            return load_catalog(config.catalog_name, **props)
+        except Exception as error:
+            # A SQL catalog creates its own tables on first open; concurrent first opens race
+            # there, and the loser succeeds when it opens again.
+            if attempt + 1 < OPEN_ATTEMPTS:
+                time.sleep(0.05 * (attempt + 1))
+                continue
+            raise ConfigurationError(
+                f"catalog {config.catalog_name!r} ({redact(props.get('uri', props.get('type', '?')))}) "
+                f"could not be opened: {type(error).__name__}: {redact(str(error))}"
+            ) from None
+    raise AssertionError("unreachable")
 
 
 def table_identifier(spec: AssetSpec, config: CascadeConfig) -> tuple[str, str]:
@@ -54,24 +64,45 @@ def check_branch_name(branch: str) -> str:
 
 def ensure_table(catalog: Catalog, identifier: tuple[str, str], spec: AssetSpec) -> Table:
     """Load the asset's table, creating its namespace and the table itself when missing."""
+    return load_or_create_table(
+        catalog,
+        identifier,
+        spec.table_schema,
+        partition_spec=spec.partition_spec,
+        properties={"cascade.asset": spec.name, "cascade.unique-key": ",".join(spec.unique_key)},
+    )
+
+
+def load_or_create_table(
+    catalog: Catalog,
+    identifier: tuple[str, str],
+    schema: Schema,
+    *,
+    partition_spec: PartitionSpec = UNPARTITIONED_PARTITION_SPEC,
+    properties: dict[str, str] | None = None,
+) -> Table:
+    """Load a table, creating its namespace and the table (format v2) when missing; safe under races."""
     try:
         return catalog.load_table(identifier)
     except NoSuchTableError:
         pass
-    with contextlib.suppress(NamespaceAlreadyExistsError):
+    # Another writer may create either first; SQL catalogs report that race as a raw integrity
+    # error rather than AlreadyExists, so "it exists now" is the test, not the exception type.
+    try:
         catalog.create_namespace(identifier[0])
+    except Exception:
+        if not catalog.namespace_exists(identifier[0]):
+            raise
     try:
         return catalog.create_table(
             identifier,
-            schema=spec.table_schema,
-            partition_spec=spec.partition_spec,
-            properties={
-                "format-version": "2",
-                "cascade.asset": spec.name,
-                "cascade.unique-key": ",".join(spec.unique_key),
-            },
+            schema=schema,
+            partition_spec=partition_spec,
+            properties={"format-version": "2", **(properties or {})},
         )
-    except TableAlreadyExistsError:  # another writer created it first
+    except Exception:
+        if not catalog.table_exists(identifier):
+            raise
         return catalog.load_table(identifier)
 
 
