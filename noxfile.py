@@ -9,7 +9,13 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
 
 PYTHON = "3.11"
-PACKAGES = ["cascade-core", "cascade-cli[demo]", "cascade-dagster[webserver]", "plugins/cascade-nightscout"]
+PACKAGES = [
+    "cascade-core",
+    "cascade-cli[demo]",
+    "cascade-dagster[webserver]",
+    "plugins/cascade-nightscout",
+    "plugins/cascade-runlog",
+]
 TEST_PLUGINS = ["tests/plugins/cascade-testplugin", "tests/plugins/cascade-testplugin-broken"]
 TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3"]
 

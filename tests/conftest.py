@@ -7,6 +7,15 @@ pipelines, and an HTTP server on 127.0.0.1.
 from __future__ import annotations
 
 import os
+
+# dlt's HTTP client retries 5xx with long backoff by default; keep failing tests fast.
+os.environ.setdefault("RUNTIME__REQUEST_MAX_ATTEMPTS", "2")
+os.environ.setdefault("RUNTIME__REQUEST_BACKOFF_FACTOR", "0.05")
+os.environ.setdefault("RUNTIME__REQUEST_TIMEOUT", "10")
+# The run-history plugin would add a cascade.runs table to every test's catalog; its own tests
+# enable it (in process by registering it, across processes by clearing this list).
+os.environ["CASCADE_BLOCKED_PLUGINS"] = "cascade-runlog"  # before the imports: they load hook plugins
+
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,12 +29,6 @@ from cascade.registry import Registry, isolated_registry
 from cascade_nightscout.server import NightscoutServer
 
 NIGHTSCOUT_TOKEN = "ns-T0ken-for-tests-7f3a"
-
-# dlt's HTTP client retries 5xx with long backoff by default; keep failing tests fast.
-os.environ.setdefault("RUNTIME__REQUEST_MAX_ATTEMPTS", "2")
-os.environ.setdefault("RUNTIME__REQUEST_BACKOFF_FACTOR", "0.05")
-os.environ.setdefault("RUNTIME__REQUEST_TIMEOUT", "10")
-os.environ["CASCADE_BLOCKED_PLUGINS"] = os.environ.get("CASCADE_BLOCKED_PLUGINS", "")
 
 
 @pytest.fixture

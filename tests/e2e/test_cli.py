@@ -21,7 +21,7 @@ def cascade_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> sub
     assert CASCADE, "the cascade console script is not installed"
     environment = {
         **os.environ,
-        "CASCADE_BLOCKED_PLUGINS": "cascade-testplugin-broken",
+        "CASCADE_BLOCKED_PLUGINS": "cascade-testplugin-broken,cascade-runlog",
         "COLUMNS": "200",
         **(env or {}),
     }

@@ -164,7 +164,7 @@ def test_progress_bar_on_a_terminal(tmp_path: Path, ns_env: dict[str, str]) -> N
     main, child = pty.openpty()
     env = {
         **os.environ,
-        "CASCADE_BLOCKED_PLUGINS": "cascade-testplugin-broken",
+        "CASCADE_BLOCKED_PLUGINS": "cascade-testplugin-broken,cascade-runlog",
         "TERM": "xterm",
         "COLUMNS": "140",
         **ns_env,
@@ -202,7 +202,7 @@ def test_progress_bar_on_a_terminal(tmp_path: Path, ns_env: dict[str, str]) -> N
 
 def test_ctrl_c_stops_cleanly(tmp_path: Path, nightscout, ns_env: dict[str, str]) -> None:
     nightscout.fail(delay=1.0)  # every request takes a second: the backfill is mid-way when interrupted
-    env = {**os.environ, "CASCADE_BLOCKED_PLUGINS": "cascade-testplugin-broken", **ns_env}
+    env = {**os.environ, "CASCADE_BLOCKED_PLUGINS": "cascade-testplugin-broken,cascade-runlog", **ns_env}
     process = subprocess.Popen(
         [str(CASCADE), "backfill", "glucose", "--start", DAYS[0], "--end", DAYS[-1]],
         cwd=tmp_path,

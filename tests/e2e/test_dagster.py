@@ -197,7 +197,7 @@ def dagster_env(tmp_path: Path) -> dict[str, str]:
         **os.environ,
         "DAGSTER_HOME": str(home),
         "CASCADE_HOME": str(tmp_path / "cascade"),
-        "CASCADE_BLOCKED_PLUGINS": "cascade-testplugin-broken",
+        "CASCADE_BLOCKED_PLUGINS": "cascade-testplugin-broken,cascade-runlog",
     }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -21,11 +21,14 @@ def _redact_event(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]
     return {k: redact(v) if isinstance(v, str) else v for k, v in event_dict.items()}
 
 
-def configure_logging(log_format: str = "auto", level: str = "INFO", *, force: bool = False) -> None:
-    """Configure structlog (and stdlib logging) once; ``force`` reconfigures."""
+def configure_logging(
+    log_format: str = "auto", level: str = "INFO", *, force: bool = False, stream: TextIO | None = None
+) -> None:
+    """Configure structlog (and stdlib logging) once; ``force`` reconfigures. Logs go to ``stream`` (stderr)."""
     if structlog.is_configured() and not force:
         return
-    as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    stream = stream or sys.stderr
+    as_json = log_format == "json" or (log_format == "auto" and not stream.isatty())
     renderer: Any = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -37,10 +40,10 @@ def configure_logging(log_format: str = "auto", level: str = "INFO", *, force: b
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer], foreign_pre_chain=shared

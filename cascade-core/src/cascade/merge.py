@@ -57,6 +57,7 @@ from cascade.catalog import initialize_main
 from cascade.conform import conform, null_safe_equal, reject_null_keys
 from cascade.errors import MergeConflictError, SchemaMismatchError
 from cascade.spec import METADATA_COLUMNS
+from cascade.telemetry import traced
 
 POSITION = "__cascade_position"
 OTHER_POSITION = "__cascade_other_position"
@@ -181,7 +182,9 @@ def merge_into(
             before_commit(plan)
         written = write_files(table, plan.rows_to_write)
         try:
-            snapshot_id = commit_plan(table, plan, written, branch=branch, properties=snapshot_properties or {})
+            with traced("commit", attempt=attempt, table=".".join(table.name()), branch=branch) as span:
+                snapshot_id = commit_plan(table, plan, written, branch=branch, properties=snapshot_properties or {})
+                span.set_attributes({"cascade.snapshot_id": snapshot_id, "cascade.files_added": len(written)})
         except (CommitFailedException, ValidationException):
             _delete_files(table, written)
             continue

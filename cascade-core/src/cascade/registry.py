@@ -81,6 +81,9 @@ def register(asset: CascadeAsset[Any, Any]) -> None:
 
         asset.spec = replace(asset.spec, plugin=plugin)
     _registry.add(asset)
+    from cascade.plugins import hooks
+
+    hooks().asset_registered(asset)
 
 
 @contextlib.contextmanager
@@ -108,8 +111,14 @@ def plugin_name(entry_point: EntryPoint) -> str:
     return dist.name if dist is not None else entry_point.name
 
 
-def _blocked() -> set[str]:
+def blocked_plugins() -> set[str]:
+    """Plugins named in ``CASCADE_BLOCKED_PLUGINS`` (entry-point or distribution names)."""
     return {name.strip() for name in os.environ.get(BLOCKED_PLUGINS_ENV, "").split(",") if name.strip()}
+
+
+def autoload_enabled() -> bool:
+    """False when ``CASCADE_DISABLE_PLUGIN_AUTOLOAD`` is set to a true value."""
+    return os.environ.get(DISABLE_AUTOLOAD_ENV, "").lower() in ("", "0", "false", "no")
 
 
 def discover() -> Discovery:
@@ -120,9 +129,9 @@ def discover() -> Discovery:
     """
     from cascade.ingestion import CascadeAsset
 
-    if os.environ.get(DISABLE_AUTOLOAD_ENV, "").lower() not in ("", "0", "false", "no"):
+    if not autoload_enabled():
         return Discovery(tuple(_registry.assets()), tuple(_registry.failures.values()))
-    blocked = _blocked()
+    blocked = blocked_plugins()
     for entry_point in entry_points(group=ASSETS_GROUP):
         plugin = plugin_name(entry_point)
         if plugin in blocked or entry_point.name in blocked:

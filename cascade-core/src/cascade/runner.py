@@ -12,8 +12,8 @@ import datetime as dt
 import json
 import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -37,6 +37,7 @@ from cascade.errors import (
 from cascade.ingestion import CascadeAsset
 from cascade.logs import configure_logging
 from cascade.merge import MergeOutcome, MergePlan, merge_into
+from cascade.plugins import hooks
 from cascade.redaction import redact
 from cascade.registry import registry
 from cascade.results import IngestionResult
@@ -53,7 +54,7 @@ from cascade.staging import (
     stage,
     underlying_errors,
 )
-from cascade.telemetry import log, traced
+from cascade.telemetry import configure_from_environment, log, record_failure, record_rows, traced
 from cascade.validation import ValidationReport, raise_for_report, validate_batch
 
 BRANCH_TAG = "cascade/branch"
@@ -101,6 +102,7 @@ def run(
     """Ingest one partition of ``asset`` into its Iceberg table and return what happened."""
     if isinstance(asset, str):
         asset = registry().get(asset)
+    configure_from_environment()
     timings: dict[str, float] = {}
     with traced("run", asset=asset.spec.name, partition=partition_date) as run_span:
         with traced("resolve", timings, asset=asset.spec.name):
@@ -110,48 +112,74 @@ def run(
                 "cascade.table": resolved.identifier,
                 "cascade.namespace": resolved.namespace,
                 "cascade.branch": resolved.branch,
+                "cascade.partition": resolved.partition,
                 "cascade.run_id": resolved.run_id,
             }
         )
+        hooks().config_loaded(resolved.config)
+        hooks().run_started(resolved.context)
         bound = log.bind(
             asset=asset.spec.name, partition=resolved.partition, branch=resolved.branch, run_id=resolved.run_id
         )
         bound.info("run started", table=resolved.identifier)
         try:
             result = _run_phases(resolved, timings)
-        except CascadeError as error:
-            bound.error("run failed", error=type(error).__name__, message=redact(str(error)))
-            raise
         except Exception as error:
-            bound.error("run failed", error=type(error).__name__, message=redact(str(error)))
-            raise RunError(
-                f"{type(error).__name__}: {redact(str(error))}", asset=asset.spec.name, partition=resolved.partition
-            ) from error
+            failure = (
+                error
+                if isinstance(error, CascadeError)
+                else RunError(
+                    f"{type(error).__name__}: {redact(str(error))}", asset=asset.spec.name, partition=resolved.partition
+                )
+            )
+            bound.error("run failed", error=type(failure).__name__, message=redact(str(failure)))
+            record_failure(asset.spec.name, resolved.identifier, failure)
+            hooks().run_failed(resolved.context, failure)
+            if failure is error:
+                raise
+            raise failure from error
         run_span.set_attributes(
-            {"cascade.rows_inserted": result.rows_inserted, "cascade.snapshot_id": result.snapshot_id or -1}
+            {
+                "cascade.rows_extracted": result.rows_extracted,
+                "cascade.rows_inserted": result.rows_inserted,
+                "cascade.rows_updated": result.rows_updated,
+                "cascade.rows_unchanged": result.rows_unchanged,
+                "cascade.snapshot_id": result.snapshot_id or -1,
+                "cascade.commit_attempts": result.merge.commit_attempts,
+            }
         )
+        record_rows(asset.spec.name, resolved.identifier, result.rows_inserted + result.rows_updated)
         bound.info("run finished", **{k: v for k, v in result.as_dict().items() if k.startswith("rows_")})
+        hooks().after_commit(resolved.context, result)
         return result
 
 
 def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionResult:
     spec = resolved.asset.spec
+    where = {"asset": spec.name, "table": resolved.identifier}
     try:
-        with traced("extract", timings, asset=spec.name):
+        with traced("extract", timings, **where):
             pipeline = extract_source(resolved)
         check_deadline(resolved, "extract")
-        with traced("stage", timings, asset=spec.name) as span:
+        with traced("stage", timings, **where) as span:
             staged = stage_batch(resolved, pipeline)
+            staged = replace(staged, data=hooks().after_extract(resolved.context, staged.data))
             span.set_attributes({"cascade.rows_out": staged.data.num_rows, "cascade.bytes_staged": staged.bytes_staged})
         check_deadline(resolved, "stage")
-        with traced("validate", timings, asset=spec.name, rows_in=staged.data.num_rows) as span:
+        with traced("validate", timings, rows_in=staged.data.num_rows, **where) as span:
             rows, report = validate(resolved, staged.data)
-            span.set_attribute("cascade.validation_passed", report.passed)
+            span.set_attributes({"cascade.rows_out": rows.num_rows, "cascade.validation_passed": report.passed})
         check_deadline(resolved, "validate")
-        with traced("merge", timings, asset=spec.name, rows_in=rows.num_rows) as span:
-            outcome = merge(resolved, rows)
+        with traced("merge", timings, rows_in=rows.num_rows, **where) as span:
+            outcome = merge(resolved, rows, before_commit=lambda plan: hooks().before_commit(resolved.context, plan))
             span.set_attributes(
-                {"cascade.rows_inserted": outcome.rows_inserted, "cascade.rows_updated": outcome.rows_updated}
+                {
+                    "cascade.rows_inserted": outcome.rows_inserted,
+                    "cascade.rows_updated": outcome.rows_updated,
+                    "cascade.rows_unchanged": outcome.rows_unchanged,
+                    "cascade.snapshot_id": outcome.snapshot_id or -1,
+                    "cascade.commit_attempts": outcome.commit_attempts,
+                }
             )
     finally:
         if not resolved.config.keep_staging:
@@ -297,11 +325,14 @@ def validate(resolved: ResolvedRun, staged: pa.Table) -> tuple[pa.Table, Validat
     reject_null_keys(rows, spec.unique_key, where=where)
     model = spec.validation_schema if spec.validate else None
     report = validate_batch(rows, model)
+    hooks().after_validation(resolved.context, report)
     raise_for_report(report, asset=spec.name, partition=resolved.partition)
     return rows, report
 
 
-def merge(resolved: ResolvedRun, rows: pa.Table, before_commit: Any = None) -> MergeOutcome:
+def merge(
+    resolved: ResolvedRun, rows: pa.Table, before_commit: Callable[[MergePlan], None] | None = None
+) -> MergeOutcome:
     """Create the table and branch when missing, then merge in one atomic snapshot."""
     spec = resolved.asset.spec
     catalog = open_catalog(resolved.config)

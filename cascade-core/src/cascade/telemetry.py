@@ -8,19 +8,27 @@ on the span with status ERROR and ``error.type``, then re-raised.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import structlog
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from cascade import __version__
 from cascade.redaction import redact
 
 tracer = trace.get_tracer("cascade", __version__)
+meter = metrics.get_meter("cascade", __version__)
 log = structlog.get_logger("cascade")
+
+rows_ingested = meter.create_counter(
+    "cascade.rows_ingested", unit="{row}", description="Rows inserted or updated by committed runs"
+)
+phase_duration = meter.create_histogram("cascade.phase.duration", unit="s", description="Duration of each run phase")
+runs_failed = meter.create_counter("cascade.runs.failed", unit="{run}", description="Runs that failed")
 
 AttributeValue = str | int | float | bool
 
@@ -54,4 +62,51 @@ def traced(name: str, timings: dict[str, float] | None = None, **attributes: Any
             elapsed = time.perf_counter() - started
             if timings is not None:
                 timings[name] = elapsed
+            phase_duration.record(elapsed, _metric_attributes(attributes, phase=name))
             log.debug("phase finished", phase=name, seconds=round(elapsed, 4))
+
+
+def _metric_attributes(attributes: Mapping[str, Any], **extra: str) -> dict[str, AttributeValue]:
+    picked = {k: attributes[k] for k in ("asset", "table") if attributes.get(k) is not None}
+    return span_attributes({**picked, **extra})
+
+
+def record_rows(asset: str, table: str, rows: int) -> None:
+    rows_ingested.add(rows, span_attributes({"asset": asset, "table": table}))
+
+
+def record_failure(asset: str, table: str, error: BaseException) -> None:
+    runs_failed.add(1, span_attributes({"asset": asset, "table": table, "error.type": type(error).__name__}))
+
+
+_configured = False
+
+
+def configure_from_environment() -> None:
+    """Turn on export from standard ``OTEL_*`` variables when the application set up no SDK.
+
+    ``OTEL_TRACES_EXPORTER=console`` prints spans; ``otlp`` needs the OTLP exporter package
+    installed. An application that configured its own tracer provider is left alone.
+    """
+    global _configured
+    exporters = [e.strip() for e in os.environ.get("OTEL_TRACES_EXPORTER", "").split(",") if e.strip()]
+    if _configured or not exporters or exporters == ["none"]:
+        return
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
+
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "cascade")})
+    )
+    for name in exporters:
+        if name == "console":
+            provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+        elif name == "otlp":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    _configured = True

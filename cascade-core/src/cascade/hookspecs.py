@@ -1,0 +1,117 @@
+"""Every hook Cascade calls, in one place. Implement them in a plugin registered through the
+``cascade.hooks`` entry point (or ``cascade.plugins.register``), with ``@cascade.hookimpl``.
+
+Observing hooks (``cascade_*_loaded``, ``_registered``, ``_started``, ``_validated``,
+``_committed``, ``_failed``) never change a run's outcome: an exception there is logged with the
+plugin's name and the run goes on; data already committed stays committed. Hooks that shape
+the run (``cascade_after_extract``, ``cascade_before_commit``) abort it when they raise, with a
+:class:`cascade.errors.HookError` naming the plugin, and nothing is committed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from cascade.config import CascadeConfig
+    from cascade.context import RunContext
+    from cascade.ingestion import CascadeAsset
+    from cascade.merge import MergePlan
+    from cascade.results import IngestionResult
+    from cascade.validation import ValidationReport
+
+hookspec = pluggy.HookspecMarker("cascade")
+
+
+# --- set-up ----------------------------------------------------------------------------------------
+
+
+@hookspec
+def cascade_config_loaded(config: CascadeConfig) -> None:
+    """Called once per run after the configuration is resolved, before anything else happens.
+
+    :param config: the configuration in effect (secrets included; never log it unmasked).
+    Observing: a failure is logged and ignored.
+    """
+
+
+@hookspec
+def cascade_asset_registered(asset: CascadeAsset[Any, Any]) -> None:
+    """Called when an asset is added to the registry (on import of its module).
+
+    :param asset: the decorated asset, with its frozen ``spec``.
+    Observing: a failure is logged and ignored.
+    """
+
+
+# --- a run, phase by phase -----------------------------------------------------------------------------
+
+
+@hookspec
+def cascade_run_started(context: RunContext) -> None:
+    """Called when a run starts, after the branch, table and run id are resolved.
+
+    :param context: the run (asset, partition, branch, run id, configuration).
+    Observing: a failure is logged and ignored.
+    """
+
+
+@hookspec(firstresult=False)
+def cascade_after_extract(context: RunContext, rows: pa.Table) -> pa.Table | None:
+    """Called with the staged rows before validation; may return a replacement table.
+
+    Use it to add derived columns or drop records. Implementations run in registration order,
+    each seeing the previous one's result; return ``None`` to leave the rows as they are.
+
+    :param context: the run.
+    :param rows: the staged rows, with ``_cascade_ingested_at``.
+    :return: the rows to validate and merge, or ``None``.
+    Shaping: a failure aborts the run with nothing committed.
+    """
+
+
+@hookspec
+def cascade_after_validation(context: RunContext, report: ValidationReport) -> None:
+    """Called with the validation report, whether it passed or not (a failed run raises after).
+
+    :param context: the run.
+    :param report: the outcome of the Pandera model (``report.passed``, ``report.failed_checks``).
+    Observing: a failure is logged and ignored.
+    """
+
+
+@hookspec(firstresult=True)
+def cascade_before_commit(context: RunContext, plan: MergePlan) -> str | None:
+    """Called with the merge plan just before the commit: the audit step of write-audit-publish.
+
+    Stops at first non-None result.
+
+    :param context: the run.
+    :param plan: rows to insert and update, files to replace.
+    :return: ``None`` to allow the commit, or a reason string to veto it.
+    Shaping: a veto or a failure aborts the run with nothing committed.
+    """
+
+
+@hookspec
+def cascade_after_commit(context: RunContext, result: IngestionResult) -> None:
+    """Called after a successful run (whether or not it committed a snapshot).
+
+    :param context: the run.
+    :param result: the frozen result, as the caller receives it.
+    Observing: a failure is logged and ignored; the data stays committed.
+    """
+
+
+@hookspec
+def cascade_run_failed(context: RunContext, error: BaseException) -> None:
+    """Called when a run fails, in any phase, before the error reaches the caller.
+
+    :param context: the run.
+    :param error: the exception the caller will receive (secrets masked in its message).
+    Observing: a failure is logged and ignored; the original error is raised.
+    """

@@ -1,0 +1,163 @@
+"""The hook plugin manager: the one place ``cascade.hooks`` entry points are loaded and called.
+
+Implementations are called one by one (not through pluggy's single call) so that each failure
+or veto can be reported with the name of the plugin behind it. The same environment switches
+as asset discovery apply: ``CASCADE_DISABLE_PLUGIN_AUTOLOAD`` and ``CASCADE_BLOCKED_PLUGINS``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from cascade import hookspecs
+from cascade.errors import CommitVetoedError, HookError, PluginLoadError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from cascade.config import CascadeConfig
+    from cascade.context import RunContext
+    from cascade.ingestion import CascadeAsset
+    from cascade.merge import MergePlan
+    from cascade.results import IngestionResult
+    from cascade.validation import ValidationReport
+
+HOOKS_GROUP = "cascade.hooks"
+hookimpl = pluggy.HookimplMarker("cascade")
+
+
+class Hooks:
+    """Typed wrappers around every hook in :mod:`cascade.hookspecs`."""
+
+    def __init__(self) -> None:
+        self.manager = pluggy.PluginManager("cascade")
+        self.manager.add_hookspecs(hookspecs)
+        self.failures: list[PluginLoadError] = []
+        self._loaded = False
+        self._lock = threading.Lock()
+
+    # --- plugins ----------------------------------------------------------------------------------------
+
+    def register(self, plugin: object, name: str | None = None) -> str:
+        """Register an object or module holding ``@hookimpl`` functions; returns its name."""
+        registered = self.manager.register(plugin, name=name)
+        assert registered is not None, f"plugin {name!r} is already registered"
+        return registered
+
+    def unregister(self, name: str) -> None:
+        self.manager.unregister(name=name)
+
+    def load_entry_points(self) -> None:
+        """Load the ``cascade.hooks`` entry points once per process."""
+        from cascade.registry import autoload_enabled, blocked_plugins, plugin_name
+
+        with self._lock:
+            if self._loaded or not autoload_enabled():
+                return
+            self._loaded = True
+            from importlib.metadata import entry_points
+
+            blocked = blocked_plugins()
+            for entry_point in entry_points(group=HOOKS_GROUP):
+                name = plugin_name(entry_point)
+                if name in blocked or entry_point.name in blocked or self.manager.has_plugin(name):
+                    continue
+                try:
+                    self.manager.register(entry_point.load(), name=name)
+                except Exception as error:  # a broken hook plugin must not stop runs
+                    self.failures.append(PluginLoadError(name, error))
+
+    def _impls(self, hook: str) -> Iterator[tuple[str, Any]]:
+        for impl in reversed(getattr(self.manager.hook, hook).get_hookimpls()):  # registration order
+            yield self.manager.get_name(impl.plugin) or repr(impl.plugin), impl.function
+
+    def _observe(self, hook: str, **kwargs: Any) -> None:
+        from cascade.redaction import redact
+        from cascade.telemetry import log
+
+        for plugin, function in self._impls(hook):
+            try:
+                function(**kwargs)
+            except Exception as error:  # observers never change a run's outcome
+                log.error(
+                    "hook failed", hook=hook, plugin=plugin, error=type(error).__name__, message=redact(str(error))
+                )
+
+    # --- observing hooks ----------------------------------------------------------------------------------
+
+    def config_loaded(self, config: CascadeConfig) -> None:
+        self._observe("cascade_config_loaded", config=config)
+
+    def asset_registered(self, asset: CascadeAsset[Any, Any]) -> None:
+        self._observe("cascade_asset_registered", asset=asset)
+
+    def run_started(self, context: RunContext) -> None:
+        self._observe("cascade_run_started", context=context)
+
+    def after_validation(self, context: RunContext, report: ValidationReport) -> None:
+        self._observe("cascade_after_validation", context=context, report=report)
+
+    def after_commit(self, context: RunContext, result: IngestionResult) -> None:
+        self._observe("cascade_after_commit", context=context, result=result)
+
+    def run_failed(self, context: RunContext, error: BaseException) -> None:
+        self._observe("cascade_run_failed", context=context, error=error)
+
+    # --- shaping hooks ------------------------------------------------------------------------------------
+
+    def after_extract(self, context: RunContext, rows: pa.Table) -> pa.Table:
+        """Each implementation may replace the rows; a failure aborts the run, naming the plugin."""
+        for plugin, function in self._impls("cascade_after_extract"):
+            try:
+                replaced = function(context=context, rows=rows)
+            except Exception as error:
+                raise self._hook_error("cascade_after_extract", plugin, context, error) from error
+            if replaced is not None:
+                rows = replaced
+        return rows
+
+    def before_commit(self, context: RunContext, plan: MergePlan) -> None:
+        """Raise :class:`CommitVetoedError` for the first plugin that vetoes (returns a reason)."""
+        for plugin, function in self._impls("cascade_before_commit"):
+            try:
+                reason = function(context=context, plan=plan)
+            except Exception as error:
+                raise self._hook_error("cascade_before_commit", plugin, context, error) from error
+            if reason is not None:
+                raise CommitVetoedError(
+                    str(reason), plugin=plugin, asset=context.asset, partition=context.partition_date
+                )
+
+    @staticmethod
+    def _hook_error(hook: str, plugin: str, context: RunContext, error: BaseException) -> HookError:
+        from cascade.redaction import redact
+
+        return HookError(
+            f"{type(error).__name__}: {redact(str(error))}",
+            plugin=plugin,
+            hook=hook,
+            asset=context.asset,
+            partition=context.partition_date,
+        )
+
+
+_hooks = Hooks()
+
+
+def hooks() -> Hooks:
+    """The process's hook manager, with the ``cascade.hooks`` entry points loaded."""
+    _hooks.load_entry_points()
+    return _hooks
+
+
+def register(plugin: object, name: str | None = None) -> str:
+    """Register hook implementations in code (tests, notebooks, applications)."""
+    return _hooks.register(plugin, name)
+
+
+def unregister(name: str) -> None:
+    _hooks.unregister(name)

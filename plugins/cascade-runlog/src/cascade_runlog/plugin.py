@@ -1,0 +1,90 @@
+"""The hook implementations: append each run's outcome to ``cascade.runs``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+import pyarrow as pa
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table
+from pyiceberg.types import BooleanType, DoubleType, LongType, NestedField, StringType, TimestamptzType
+
+from cascade import IngestionResult, RunContext
+from cascade.catalog import load_or_create_table, open_catalog
+from cascade.conform import conform
+from cascade.plugins import hookimpl
+from cascade.redaction import redact
+
+RUNS_TABLE = ("cascade", "runs")
+RUNS_SCHEMA = Schema(
+    NestedField(1, "run_id", StringType(), required=False),
+    NestedField(2, "asset", StringType(), required=False),
+    NestedField(3, "partition", StringType(), required=False),
+    NestedField(4, "branch", StringType(), required=False),
+    NestedField(5, "status", StringType(), required=False, doc="succeeded or failed"),
+    NestedField(6, "committed", BooleanType(), required=False),
+    NestedField(7, "rows_extracted", LongType(), required=False),
+    NestedField(8, "rows_inserted", LongType(), required=False),
+    NestedField(9, "rows_updated", LongType(), required=False),
+    NestedField(10, "rows_unchanged", LongType(), required=False),
+    NestedField(11, "duration_seconds", DoubleType(), required=False),
+    NestedField(12, "error_class", StringType(), required=False),
+    NestedField(13, "error_message", StringType(), required=False),
+    NestedField(14, "snapshot_id", LongType(), required=False),
+    NestedField(15, "finished_at", TimestamptzType(), required=False),
+)
+_started: dict[str, float] = {}
+
+
+def runs_table(context: RunContext) -> Table:
+    return load_or_create_table(open_catalog(context.config), RUNS_TABLE, RUNS_SCHEMA)
+
+
+def append_run(context: RunContext, row: dict[str, Any]) -> None:
+    record = {
+        "run_id": context.run_id,
+        "asset": context.asset,
+        "partition": context.partition_date,
+        "branch": context.branch,
+        "finished_at": dt.datetime.now(dt.UTC),
+        "duration_seconds": time.monotonic() - _started.pop(context.run_id, time.monotonic()),
+        **row,
+    }
+    table = runs_table(context)
+    table.append(conform(pa.Table.from_pylist([record]), table.schema(), where="cascade.runs"))
+
+
+@hookimpl
+def cascade_run_started(context: RunContext) -> None:
+    _started[context.run_id] = time.monotonic()
+
+
+@hookimpl
+def cascade_after_commit(context: RunContext, result: IngestionResult) -> None:
+    append_run(
+        context,
+        {
+            "status": "succeeded",
+            "committed": result.committed,
+            "rows_extracted": result.rows_extracted,
+            "rows_inserted": result.rows_inserted,
+            "rows_updated": result.rows_updated,
+            "rows_unchanged": result.rows_unchanged,
+            "snapshot_id": result.snapshot_id,
+        },
+    )
+
+
+@hookimpl
+def cascade_run_failed(context: RunContext, error: BaseException) -> None:
+    append_run(
+        context,
+        {
+            "status": "failed",
+            "committed": False,
+            "error_class": type(error).__name__,
+            "error_message": redact(str(error))[:2000],
+        },
+    )
