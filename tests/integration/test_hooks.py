@@ -124,3 +124,32 @@ def test_run_history_records_successes_and_failures(runlog: None, ns_config: Cas
     assert runs[1]["error_class"] == "TransientSourceError"
     assert "HTTP 500" in runs[1]["error_message"]
     assert isinstance(read_table(ns_config, "cascade.runs"), pa.Table)
+
+
+def test_asset_registered_hook(registry) -> None:
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import NestedField, StringType
+
+    @cascade.cascade_ingestion(
+        table_name="widgets",
+        unique_key="id",
+        group="shop",
+        iceberg_schema=Schema(NestedField(1, "id", StringType(), required=False)),
+    )
+    def widgets(partition_date: str) -> list[dict[str, str]]:
+        return []
+
+    assert recorded.CALLS == [("cascade_asset_registered", {"asset": "widgets", "table": "shop.widgets"})]
+
+
+def test_every_hook_is_documented_and_implemented_by_the_test_plugin() -> None:
+    import inspect
+
+    from cascade import hookspecs
+
+    specs = {name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("cascade_")}
+    assert len(specs) == 8
+    for name in specs:
+        doc = inspect.getdoc(getattr(hookspecs, name)) or ""
+        assert "Called" in doc and ("Observing" in doc or "Shaping" in doc), name
+        assert hasattr(recorded, name), f"{name} has no implementation in the test plugin, so no test"

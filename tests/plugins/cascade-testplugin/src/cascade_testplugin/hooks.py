@@ -27,6 +27,11 @@ def cascade_config_loaded(config: Any) -> None:
 
 
 @hookimpl
+def cascade_asset_registered(asset: Any) -> None:
+    _record("cascade_asset_registered", asset=asset.spec.name, table=asset.spec.identifier)
+
+
+@hookimpl
 def cascade_run_started(context: Any) -> None:
     _record("cascade_run_started", asset=context.asset, partition=context.partition_date, branch=context.branch)
 
