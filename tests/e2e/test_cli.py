@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -95,3 +96,29 @@ def test_demo_runs_offline(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "nightscout.glucose: 864 rows, 864 distinct _id" in done.stdout
     assert "re-runs added 0 duplicates" in done.stdout
+
+
+def test_otel_console_prints_the_span_tree_beside_json(tmp_path: Path, ns_env: dict[str, str]) -> None:
+    done = cascade_cli(
+        "run",
+        "glucose",
+        "--date",
+        "2024-04-02",
+        "--json",
+        cwd=tmp_path,
+        env={**ns_env, "OTEL_TRACES_EXPORTER": "console"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["rows_inserted"] == 288  # spans stay off stdout
+    names = [json.loads(m) for m in re.findall(r'"name": ("cascade\.[a-z]+")', done.stderr)]
+    assert sorted(names) == sorted(
+        [
+            "cascade.run",
+            "cascade.resolve",
+            "cascade.extract",
+            "cascade.stage",
+            "cascade.validate",
+            "cascade.merge",
+            "cascade.commit",
+        ]
+    )

@@ -30,6 +30,16 @@ class BackfillReport:
     failed: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
 
+    def record(self, partition: str, future: concurrent.futures.Future[IngestionResult | None]) -> None:
+        """Note a finished partition's outcome: its result, or its error's first line."""
+        try:
+            result = future.result()
+        except CascadeError as error:
+            self.failed[partition] = redact(str(error)).splitlines()[0]
+        else:
+            if result is not None:
+                self.succeeded[partition] = result
+
     @property
     def rows(self) -> int:
         return sum(r.rows_extracted for r in self.succeeded.values())
@@ -101,14 +111,7 @@ def backfill(
         futures = {pool.submit(one, partition): partition for partition in todo}
         try:
             for future in concurrent.futures.as_completed(futures):
-                partition = futures[future]
-                try:
-                    result = future.result()
-                except CascadeError as error:
-                    report.failed[partition] = redact(str(error)).splitlines()[0]
-                else:
-                    if result is not None:
-                        report.succeeded[partition] = result
+                report.record(futures[future], future)
                 elapsed = progress.tasks[task].elapsed or 1e-9
                 progress.update(
                     task, advance=1, rows=report.rows, rate=report.rows / elapsed, failures=len(report.failed)
@@ -120,15 +123,8 @@ def backfill(
             for future in futures:
                 future.cancel()
             for future, partition in futures.items():
-                if future.cancelled():
-                    continue
-                try:
-                    result = future.result()
-                except CascadeError as error:
-                    report.failed[partition] = redact(str(error)).splitlines()[0]
-                else:
-                    if result is not None:
-                        report.succeeded[partition] = result
+                if not future.cancelled():
+                    report.record(partition, future)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     return report
