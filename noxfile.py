@@ -11,7 +11,7 @@ nox.options.sessions = ["lint", "tests"]
 PYTHON = "3.11"
 PACKAGES = [
     "cascade-core",
-    "cascade-cli[demo]",
+    "cascade-cli[demo,query]",
     "cascade-dagster[webserver]",
     "plugins/cascade-nightscout",
     "plugins/cascade-runlog",

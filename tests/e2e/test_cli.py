@@ -122,3 +122,9 @@ def test_otel_console_prints_the_span_tree_beside_json(tmp_path: Path, ns_env: d
             "cascade.commit",
         ]
     )
+
+
+def test_error_text_with_brackets_is_printed_as_is(tmp_path: Path) -> None:
+    done = cascade_cli("run", "nope[x]", "--date", "2024-01-01", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "no asset named 'nope[x]'" in done.stderr  # not eaten as Rich markup

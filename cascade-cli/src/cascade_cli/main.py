@@ -12,6 +12,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import cascade
@@ -38,7 +39,7 @@ def fail(error: BaseException) -> NoReturn:
     if _state["verbose"]:
         err.print_exception()
     first_line = redact(str(error)).splitlines()[0] if str(error) else type(error).__name__
-    err.print(f"[bold red]error:[/] {first_line}", markup=True, highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(first_line)}", highlight=False, soft_wrap=True)
     if not _state["verbose"] and len(str(error).splitlines()) > 1:
         for line in redact(str(error)).splitlines()[1:12]:
             err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
@@ -80,7 +81,10 @@ def list_assets(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
         )
     out.print(table)
     for failure in failures:
-        err.print(f"[yellow]plugin {failure['plugin']!r} failed to load:[/] {failure['error']}", highlight=False)
+        err.print(
+            f"[yellow]plugin {escape(repr(failure['plugin']))} failed to load:[/] {escape(failure['error'])}",
+            highlight=False,
+        )
 
 
 def asset_row(spec: cascade.AssetSpec) -> dict[str, Any]:
@@ -167,7 +171,7 @@ def backfill_command(
             f"{len(report.failed)} failed; {report.rows:,} rows"
         )
         for partition, message in sorted(report.failed.items()):
-            err.print(f"[red]failed {partition}:[/] {message}", highlight=False, soft_wrap=True)
+            err.print(f"[red]failed {partition}:[/] {escape(message)}", highlight=False, soft_wrap=True)
     if report.interrupted:
         err.print("interrupted: partitions that finished stay committed; run the backfill again to resume")
         raise typer.Exit(130)
