@@ -12,6 +12,7 @@ import itertools
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -22,7 +23,7 @@ from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField,
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.transforms import IdentityTransform
-from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
+from pyiceberg.types import DateType, LongType, NestedField, StringType, TimestamptzType
 
 from cascade import INGESTED_AT, merge_into
 from cascade.errors import MergeConflictError, NullKeyError, SchemaMismatchError
@@ -374,3 +375,48 @@ def test_commit_on_another_branch_between_plan_and_commit_is_replanned(catalog: 
     assert outcome.commit_attempts == 2
     assert table_state(table, "dev") == {"a": (0, 2, stamp(1))}
     assert table_state(table) == {"a": (0, 1, stamp(0)), "m": (0, 9, stamp(5))}
+
+
+@pytest.mark.parametrize(
+    ("iceberg_type", "arrow_type", "value"),
+    [
+        pytest.param(DateType(), pa.date32(), lambda day: dt.date(2024, 5, day), id="identity-date"),
+        pytest.param(
+            TimestamptzType(),
+            pa.timestamp("us", tz="UTC"),
+            lambda day: dt.datetime(2024, 5, day, 6, tzinfo=dt.UTC),
+            id="identity-timestamp",
+        ),
+    ],
+)
+def test_identity_partitions_on_temporal_columns_prune_and_replace(
+    catalog: SqlCatalog, iceberg_type: Any, arrow_type: pa.DataType, value: Any
+) -> None:
+    """Partition values of dates and timestamps compare as Iceberg stores them (days, micros)."""
+    schema = Schema(
+        NestedField(1, "k", StringType(), required=False),
+        NestedField(2, "d", iceberg_type, required=False),
+        NestedField(3, "v", LongType(), required=False),
+        NestedField(4, INGESTED_AT, TimestamptzType(), required=False),
+    )
+    spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="d"))
+    table = catalog.create_table(f"n.t{next(_counter)}", schema=schema, partition_spec=spec)
+
+    def rows(day: int, values: dict[str, int]) -> pa.Table:
+        return pa.table(
+            {
+                "k": list(values),
+                "d": pa.array([value(day)] * len(values), arrow_type),
+                "v": list(values.values()),
+                INGESTED_AT: pa.array([stamp(day)] * len(values), pa.timestamp("us", tz="UTC")),
+            }
+        )
+
+    merge_into(table, rows(1, {"a": 1, "b": 2}), ("k", "d"))
+    merge_into(table, rows(2, {"a": 3}), ("k", "d"))
+    outcome = merge_into(table, rows(2, {"a": 4, "c": 5}), ("k", "d"))
+    stored = {(r["k"], r["d"]): r["v"] for r in table.refresh().scan().to_arrow().to_pylist()}
+    assert stored == {("a", value(1)): 1, ("b", value(1)): 2, ("a", value(2)): 4, ("c", value(2)): 5}
+    assert table.scan().to_arrow().num_rows == 4
+    assert (outcome.rows_inserted, outcome.rows_updated) == (1, 1)
+    assert outcome.files_considered == 1  # only day 2's file

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -173,7 +173,7 @@ def merge_into(
     for attempt in range(1, max_attempts + 1):
         if attempt > 1:
             table = table.refresh()
-        planned_at = table.metadata.last_sequence_number
+        planned_at = _last_sequence_number(table)
         plan = plan_merge(table, rows, keys, branch=branch, stable_partitions=stable_partitions)
         if plan.changes_nothing:
             head = table.snapshot_by_name(branch) or table.snapshot_by_name(MAIN_BRANCH)
@@ -193,7 +193,7 @@ def merge_into(
             # pyiceberg applies a snapshot planned on stale metadata after a commit on another
             # branch and fails with ValueError ("sequence number ... older than last sequence
             # number") instead of CommitFailedException: a conflict exactly when the table moved.
-            if table.refresh().metadata.last_sequence_number != planned_at:
+            if _last_sequence_number(table.refresh()) != planned_at:
                 continue
             raise
         except BaseException:
@@ -293,8 +293,12 @@ def _publish(table: Table, branch: str, snapshot_id: int, *, expected: int | Non
     """
     transaction = table.transaction()
     update, _ = transaction._set_ref_snapshot(snapshot_id=snapshot_id, ref_name=branch, type=SnapshotRefType.BRANCH)
-    transaction._stage(update, (AssertRefSnapshotId(snapshot_id=expected, ref=branch),))
+    transaction._stage(update, (AssertRefSnapshotId(snapshot_id=expected, ref=branch),))  # type: ignore[call-arg]
     transaction.commit_transaction()
+
+
+def _last_sequence_number(table: Table) -> int:
+    return int(getattr(table.metadata, "last_sequence_number", 0))  # format v1 has none
 
 
 def _sum_outcomes(outcomes: list[MergeOutcome], head: Snapshot | None) -> MergeOutcome:
@@ -360,7 +364,7 @@ def _sorted(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
 def _distinct_count(rows: pa.Table, keys: Sequence[str]) -> int:
     if len(keys) == 1:
         return int(pc.count_distinct(rows.column(keys[0])).as_py())
-    return rows.select(list(keys)).group_by(list(keys), use_threads=False).aggregate([]).num_rows
+    return int(rows.select(list(keys)).group_by(list(keys), use_threads=False).aggregate([]).num_rows)
 
 
 def _numbered(rows: pa.Table, keys: Sequence[str]) -> pa.Table:
@@ -512,8 +516,19 @@ def batch_partitions(table: Table, rows: pa.Table) -> set[tuple[Any, ...]]:
     for partition_field in spec.fields:
         source = schema.find_field(partition_field.source_id)
         transform = partition_field.transform.pyarrow_transform(source.field_type)
-        columns.append(transform(rows.column(source.name)).to_pylist())
+        columns.append(_as_stored(transform(rows.column(source.name))).to_pylist())
     return set(zip(*columns, strict=True))
+
+
+def _as_stored(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Partition values as Iceberg stores them: dates as days, times and timestamps as microseconds."""
+    if pa.types.is_date(column.type):
+        return column.cast(pa.date32()).cast(pa.int32())
+    if pa.types.is_timestamp(column.type):
+        return column.cast(pa.timestamp("us", tz=column.type.tz)).cast(pa.int64())
+    if pa.types.is_time(column.type):
+        return column.cast(pa.time64("us")).cast(pa.int64())
+    return column
 
 
 def candidate_files(
@@ -543,7 +558,7 @@ def candidate_files(
         found = []
         for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
             data_file = entry.data_file
-            if partitions is not None and current_spec and tuple(data_file.partition) not in partitions:
+            if partitions is not None and current_spec and tuple(data_file.partition) not in partitions:  # type: ignore[arg-type]
                 continue
             if all(_range_may_hold(data_file, key_range) for key_range in ranges):
                 found.append(data_file)
@@ -557,7 +572,7 @@ class _PartitionSummaryCheck:
     """Whether a manifest's per-field partition bounds can hold any of the batch's partitions."""
 
     def __init__(self, spec: PartitionSpec, schema: Schema, partitions: set[tuple[Any, ...]]) -> None:
-        self.types = [field.field_type for field in spec.partition_type(schema).fields]
+        self.types = [cast(PrimitiveType, field.field_type) for field in spec.partition_type(schema).fields]
         self.values = [
             np.sort(np.array([p[i] for p in partitions if p[i] is not None], dtype=object))
             for i in range(len(self.types))
