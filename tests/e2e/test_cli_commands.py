@@ -65,7 +65,7 @@ def test_backfill_with_two_workers_equals_single_runs(tmp_path: Path, ns_env: di
 
 
 def test_failed_partition_is_listed_and_resumed(tmp_path: Path, nightscout, ns_env: dict[str, str]) -> None:
-    nightscout.fail(status=500, day=DAYS[4])
+    nightscout.fail(status=500, scope=DAYS[4])
     first = cascade_cli(
         "backfill", "glucose", "--start", DAYS[0], "--end", DAYS[-1], "--workers", "2", cwd=tmp_path, env=ns_env
     )

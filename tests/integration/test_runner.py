@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import Counter
 
 import dlt
@@ -16,6 +17,7 @@ import cascade
 from cascade import INGESTED_AT, CascadeConfig, cascade_ingestion
 from cascade.errors import (
     NullKeyError,
+    RunTimeoutError,
     SchemaMismatchError,
     SourceError,
     StagingError,
@@ -293,3 +295,20 @@ def test_first_runs_racing_on_a_new_catalog_both_land(ns_config: CascadeConfig) 
         )
     assert [r.rows_inserted for r in results] == [288] * 4
     assert read_table(ns_config, GLUCOSE).num_rows == 4 * 288
+
+
+def test_runtime_budget_bounds_any_source_in_core(registry, config: CascadeConfig) -> None:
+    """No orchestrator needed: a source that outlives max_runtime_seconds fails before commit."""
+
+    @cascade_ingestion(table_name="people", unique_key="id", iceberg_schema=PEOPLE, group="crm", max_runtime_seconds=1)
+    def people(partition_date: str):
+        @dlt.resource(name="people")
+        def slow():
+            yield {"id": "a", "name": "Ada", "age": 36}
+            time.sleep(1.2)
+
+        return slow()
+
+    with pytest.raises(RunTimeoutError, match=r"asset 'people', partition 2024-01-01: exceeded max_runtime_seconds=1"):
+        cascade.run(people, "2024-01-01", config=config)
+    assert snapshot_id(config, "crm.people") is None

@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 from cascade.config import CascadeConfig, load_config
 from cascade.context import RunContext
 from cascade.errors import CascadeError
+from cascade.http import HttpPolicy, http_session, rest_api_source
 from cascade.ingestion import CascadeAsset, cascade_ingestion
 from cascade.merge import MergeOutcome, merge_into
 from cascade.registry import discover, registry
@@ -20,14 +21,17 @@ __all__ = [
     "CascadeAsset",
     "CascadeConfig",
     "CascadeError",
+    "HttpPolicy",
     "IngestionResult",
     "MergeOutcome",
     "RunContext",
     "__version__",
     "cascade_ingestion",
     "discover",
+    "http_session",
     "load_config",
     "merge_into",
     "registry",
+    "rest_api_source",
     "run",
 ]

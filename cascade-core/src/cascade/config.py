@@ -19,10 +19,15 @@ The default needs nothing: a pyiceberg SQL catalog on SQLite and a warehouse fol
 
     [plugins.nightscout]    # settings a plugin reads with context.settings("nightscout")
     url = "https://my-nightscout.example"
+
+    [http]              # how sources retry and wait (cascade.http.HttpPolicy)
+    max_attempts = 5
+    timeout_seconds = 30
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
@@ -32,6 +37,7 @@ from types import MappingProxyType
 from typing import Any
 
 from cascade.errors import ConfigurationError
+from cascade.http import HttpPolicy
 from cascade.redaction import masked, remember_secrets, secrets_in
 
 CONFIG_FILE = "cascade.toml"
@@ -57,6 +63,7 @@ class CascadeConfig:
     log_format: str = "auto"
     log_level: str = "INFO"
     commit_attempts: int = 10
+    http: HttpPolicy = field(default_factory=HttpPolicy)
 
     @property
     def catalog(self) -> dict[str, str]:
@@ -90,6 +97,7 @@ class CascadeConfig:
                 "namespaces": dict(self.namespaces),
                 "plugins": {k: dict(v) for k, v in self.plugins.items()},
                 "keep_staging": self.keep_staging,
+                "http": dataclasses.asdict(self.http),
             }
         )
 
@@ -111,16 +119,17 @@ def load_config(
             raise ConfigurationError(f"{path}: not valid TOML: {error}") from None
     elif "CASCADE_CONFIG" in environ:
         raise ConfigurationError(f"CASCADE_CONFIG names {path}, which does not exist")
-    unknown = set(document) - {"cascade", "catalog", "namespaces", "plugins"}
+    unknown = set(document) - {"cascade", "catalog", "namespaces", "plugins", "http"}
     if unknown:
         raise ConfigurationError(
-            f"{path}: unknown table(s) {sorted(unknown)}; valid: cascade, catalog, namespaces, plugins"
+            f"{path}: unknown table(s) {sorted(unknown)}; valid: cascade, catalog, http, namespaces, plugins"
         )
     settings = dict(document.get("cascade", {}))
     catalog = {str(k): str(v) for k, v in document.get("catalog", {}).items()}
     namespaces = {str(k): str(v) for k, v in document.get("namespaces", {}).items()}
     plugins: dict[str, dict[str, Any]] = {k: dict(v) for k, v in document.get("plugins", {}).items()}
-    _apply_environment(environ, settings, catalog, plugins)
+    http = dict(document.get("http", {}))
+    _apply_environment(environ, settings, catalog, plugins, http)
     settings.update(overrides or {})
     unknown = set(settings) - _CASCADE_KEYS
     if unknown:
@@ -150,6 +159,7 @@ def load_config(
         log_format=log_format,
         log_level=str(settings.get("log_level", "INFO")).upper(),
         commit_attempts=attempts,
+        http=HttpPolicy.from_settings(http),
     )
 
 
@@ -169,6 +179,7 @@ def _apply_environment(
     settings: dict[str, Any],
     catalog: dict[str, str],
     plugins: dict[str, dict[str, Any]],
+    http: dict[str, Any],
 ) -> None:
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == "CASCADE_CONFIG":
@@ -176,6 +187,8 @@ def _apply_environment(
         rest = name[len(ENV_PREFIX) :]
         if rest.startswith("CATALOG__"):
             catalog[_property_name(rest[len("CATALOG__") :])] = value
+        elif rest.startswith("HTTP__"):
+            http[rest[len("HTTP__") :].lower()] = value
         elif rest.startswith("PLUGINS__") and rest.count("__") >= 2:
             _, plugin, key = rest.split("__", 2)
             plugins.setdefault(plugin.lower(), {})[key.lower()] = value

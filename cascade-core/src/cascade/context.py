@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,7 @@ class RunContext:
     run_id: str
     config: CascadeConfig
     deadline: float = field(default=float("inf"))
+    max_runtime_seconds: float | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -49,3 +52,20 @@ class RunContext:
         value = self.setting(plugin, key, env)
         remember_secrets([value])
         return value
+
+
+_CURRENT_RUN: ContextVar[RunContext | None] = ContextVar("cascade_current_run", default=None)
+
+
+def current_run() -> RunContext | None:
+    """The run whose asset function is executing, if any (sources use it to find their budget)."""
+    return _CURRENT_RUN.get()
+
+
+@contextmanager
+def running(context: RunContext) -> Iterator[RunContext]:
+    token = _CURRENT_RUN.set(context)
+    try:
+        yield context
+    finally:
+        _CURRENT_RUN.reset(token)

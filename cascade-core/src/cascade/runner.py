@@ -23,7 +23,7 @@ from pyiceberg.table import Table
 from cascade.catalog import check_branch_name, ensure_branch, ensure_table, open_catalog, table_identifier
 from cascade.config import CascadeConfig, load_config
 from cascade.conform import conform, reject_null_keys
-from cascade.context import RunContext
+from cascade.context import RunContext, running
 from cascade.errors import (
     CascadeError,
     ConfigurationError,
@@ -225,6 +225,7 @@ def resolve(
         run_id=run_id,
         config=config,
         deadline=deadline,
+        max_runtime_seconds=asset.spec.max_runtime_seconds,
         tags=MappingProxyType(dict(tags)),
     )
     return ResolvedRun(
@@ -256,9 +257,10 @@ def extract_source(resolved: ResolvedRun) -> Any:
     asset = resolved.asset
     kwargs = {"context": resolved.context} if asset.accepts_context else {}
     try:
-        source = asset.fn(resolved.partition, **kwargs)
-        pipeline = make_pipeline(resolved.place, dataset=resolved.namespace)
-        extract(pipeline, source)
+        with running(resolved.context):
+            source = asset.fn(resolved.partition, **kwargs)
+            pipeline = make_pipeline(resolved.place, dataset=resolved.namespace)
+            extract(pipeline, source)
     except CascadeError:
         raise
     except Exception as error:

@@ -7,9 +7,8 @@ import hashlib
 from typing import Any
 
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
-from dlt.sources.rest_api import rest_api_source
 
-from cascade import RunContext, cascade_ingestion
+from cascade import RunContext, cascade_ingestion, rest_api_source
 from cascade_nightscout.schemas import GLUCOSE_PARTITIONING, GLUCOSE_SCHEMA, RawGlucose
 
 PAGE_SIZE = 1000
@@ -21,7 +20,7 @@ class OlderThanPaginator(BasePaginator):
 
     def update_state(self, response: Any, data: list[Any] | None = None) -> None:
         self._oldest = min((row["date"] for row in data or []), default=None)
-        self._has_next_page = bool(data) and len(data) >= PAGE_SIZE
+        self._has_next_page = len(data or []) >= PAGE_SIZE
 
     def update_request(self, request: Any) -> None:
         request.params["find[date][$lt]"] = self._oldest
@@ -64,9 +63,10 @@ def glucose(partition_date: str, context: RunContext) -> Any:
                         "path": "entries.json",
                         "params": {"find[date][$gte]": start, "find[date][$lt]": end, "count": PAGE_SIZE},
                     },
-                    "processing_steps": [{"map": lambda row: {k: row.get(k) for k in FIELDS}}],  # type: ignore[typeddict-item]
+                    "processing_steps": [{"map": lambda row: {k: row.get(k) for k in FIELDS}}],
                 }
             ],
-        }
+        },
+        context=context,
     )
     return source

@@ -6,51 +6,31 @@ date, through ``GET /api/v1/entries.json`` with Nightscout's query parameters:
 (default 10), newest first. With a ``token`` set, requests need ``?token=`` or the
 ``api-secret`` header (SHA-1 of the token), as Nightscout does.
 
-Faults for tests, in process (``server.faults``) or over HTTP (``POST /_cascade/faults`` with
-JSON ``{"status": 500, "times": 2, "day": "2024-01-03", "delay": 1.5, "malformed": true}``;
-``DELETE`` clears them).
+Faults for tests come from :mod:`cascade.testing`: in process (``server.fail(...)``) or over
+HTTP (``POST /_cascade/faults`` with JSON ``{"status": 500, "times": 2, "scope": "2024-01-03"}``;
+``DELETE`` clears them). Faults are scoped by the requested day.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import math
-import threading
 import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from cascade.testing import JsonHandler, LocalApiServer
 
 DAY_MS = 86_400_000
 DIRECTIONS = ("Flat", "FortyFiveUp", "FortyFiveDown", "SingleUp", "SingleDown")
 
 
 @dataclass
-class Faults:
-    """What the server does wrong; ``times`` counts down the faulty responses (None: forever)."""
-
-    status: int | None = None
-    times: int | None = None
-    day: str | None = None
-    delay: float = 0.0
-    malformed: bool = False
-
-    def applies(self, day: str | None) -> bool:
-        if self.status is None and not self.malformed and not self.delay:
-            return False
-        return self.day is None or self.day == day
-
-
-@dataclass
 class NightscoutState:
     token: str | None = None
     interval_seconds: float = 300.0
-    faults: Faults = field(default_factory=Faults)
-    requests: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def reading(epoch_ms: int) -> dict[str, Any]:
@@ -104,18 +84,9 @@ def _bounds(query: dict[str, list[str]]) -> tuple[int, int]:
     return low, high
 
 
-class NightscoutHandler(BaseHTTPRequestHandler):
+class NightscoutHandler(JsonHandler):
     server: NightscoutServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read their own output
-        return
-
-    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    malformed_body = b'[{"_id": "broken", "sgv": '
 
     def _authorized(self, query: dict[str, list[str]]) -> bool:
         token = self.server.state.token
@@ -124,107 +95,40 @@ class NightscoutHandler(BaseHTTPRequestHandler):
         hashed = hashlib.sha1(token.encode()).hexdigest()
         return query.get("token", [None])[-1] == token or self.headers.get("api-secret") in (token, hashed)
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 (http.server names it)
         url = urlparse(self.path)
         query = parse_qs(url.query)
-        state = self.server.state
-        with state.lock:
-            state.requests.append(self.path)
+        self.record_request()
         if url.path == "/api/v1/status.json":
-            self._send(200, json.dumps({"status": "ok", "name": "cascade-nightscout-simulator"}).encode())
+            self.send_json(200, {"status": "ok", "name": "cascade-nightscout-simulator"})
             return
         if url.path not in ("/api/v1/entries.json", "/api/v1/entries/sgv.json", "/api/v1/entries"):
-            self._send(404, b'{"status": 404, "message": "not found"}')
+            self.send_json(404, {"status": 404, "message": "not found"})
             return
         if not self._authorized(query):
-            self._send(401, b'{"status": 401, "message": "Unauthorized"}')
+            self.send_json(401, {"status": 401, "message": "Unauthorized"})
             return
         low, high = _bounds(query)
         day = dt.datetime.fromtimestamp(low / 1000, dt.UTC).date().isoformat() if low else None
-        if self._apply_faults(day):
+        if self.apply_faults(day):
             return
         count = int(query.get("count", ["10"])[-1])
-        interval_ms = int(state.interval_seconds * 1000)
+        interval_ms = int(self.server.state.interval_seconds * 1000)
         times = readings_between(low, high, interval_ms)[:count]
-        self._send(200, json.dumps([reading(t) for t in times]).encode())
-
-    def _apply_faults(self, day: str | None) -> bool:
-        state = self.server.state
-        with state.lock:
-            faults = state.faults
-            if not faults.applies(day):
-                return False
-            if faults.times is not None:
-                if faults.times <= 0:
-                    return False
-                faults.times -= 1
-            status, delay, malformed = faults.status, faults.delay, faults.malformed
-        if delay:
-            time.sleep(delay)
-        if status is not None:
-            self._send(status, json.dumps({"status": status, "message": "injected fault"}).encode())
-            return True
-        if malformed:
-            self._send(200, b'[{"_id": "broken", "sgv": ')
-            return True
-        return False
-
-    def do_POST(self) -> None:
-        if urlparse(self.path).path != "/_cascade/faults":
-            self._send(404, b"{}")
-            return
-        length = int(self.headers.get("Content-Length", "0"))
-        settings = json.loads(self.rfile.read(length) or b"{}")
-        with self.server.state.lock:
-            self.server.state.faults = Faults(**settings)
-        self._send(200, b'{"ok": true}')
-
-    def do_DELETE(self) -> None:
-        with self.server.state.lock:
-            self.server.state.faults = Faults()
-        self._send(200, b'{"ok": true}')
+        self.send_json(200, [reading(t) for t in times])
 
 
-class NightscoutServer(ThreadingHTTPServer):
-    """``with NightscoutServer() as server: server.url`` serves on a free loopback port."""
+class NightscoutServer(LocalApiServer):
+    """``with NightscoutServer() as server: server.url`` serves on a free loopback port.
 
-    daemon_threads = True
+    Faults (see :class:`cascade.testing.Faults`) are scoped by day: ``fail(status=500, scope="2024-01-03")``.
+    """
+
+    thread_name = "nightscout-simulator"
 
     def __init__(self, port: int = 0, *, token: str | None = None, interval_seconds: float = 300.0) -> None:
-        super().__init__(("127.0.0.1", port), NightscoutHandler)
+        super().__init__(NightscoutHandler, port)
         self.state = NightscoutState(token=token, interval_seconds=interval_seconds)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    @property
-    def faults(self) -> Faults:
-        return self.state.faults
-
-    def fail(self, **settings: Any) -> None:
-        """Inject a fault (see :class:`Faults`)."""
-        with self.state.lock:
-            self.state.faults = Faults(**settings)
-
-    def heal(self) -> None:
-        self.fail()
-
-    def start(self) -> NightscoutServer:
-        self._thread = threading.Thread(target=self.serve_forever, name="nightscout-simulator", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-
-    def __enter__(self) -> NightscoutServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main() -> None:

@@ -1,0 +1,273 @@
+"""HTTP for sources: retries, rate limits, the runtime budget, and credentials that stay home.
+
+Every Cascade source that speaks HTTP goes through a session built here, so the policy is set
+once, in core, and no plugin re-writes it:
+
+- 429, and 403 with ``X-RateLimit-Remaining: 0`` or ``Retry-After``, wait as long as the server
+  asks (``Retry-After`` or ``X-RateLimit-Reset``), unless that is past the run's budget: then the
+  run fails at once, transient, instead of sleeping into a timeout;
+- 5xx, 408, connection errors and timeouts are retried with exponential backoff and jitter;
+- other 4xx (401, 404, ...) are returned at once for the caller to raise: retrying cannot help;
+- no attempt, wait or read outlives the run's ``max_runtime_seconds``;
+- a request to any origin but the configured base URL's (a pagination ``next`` link or a
+  redirect elsewhere) is refused before it is sent, so credentials never leave home;
+- a 2xx body that is not JSON fails with the status and the URL, secrets masked.
+
+The policy is ``[http]`` in ``cascade.toml`` (or ``CASCADE_HTTP__<SETTING>``).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from cascade.errors import ConfigurationError, RunTimeoutError, SourceError, TransientSourceError
+from cascade.redaction import redact
+
+if TYPE_CHECKING:
+    from dlt.sources import DltSource
+    from dlt.sources.rest_api.typing import RESTAPIConfig
+
+    from cascade.context import RunContext
+
+RETRYABLE_STATUSES = frozenset({408, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class HttpPolicy:
+    """How sources retry and wait. Every wait is also bounded by the run's remaining budget."""
+
+    max_attempts: int = 5
+    backoff_seconds: float = 1.0
+    backoff_max_seconds: float = 30.0
+    timeout_seconds: float = 30.0
+    max_wait_seconds: float = 900.0
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> HttpPolicy:
+        known = {f.name: f.type for f in fields(cls)}
+        unknown = set(settings) - set(known)
+        if unknown:
+            raise ConfigurationError(f"unknown [http] setting(s) {sorted(unknown)}; valid: {sorted(known)}")
+        values: dict[str, Any] = {}
+        for name, value in settings.items():
+            cast = int if name == "max_attempts" else float
+            try:
+                values[name] = cast(value)
+            except (TypeError, ValueError):
+                raise ConfigurationError(f"[http] {name} must be a number, got {value!r}") from None
+            if values[name] < (1 if name == "max_attempts" else 0):
+                raise ConfigurationError(f"[http] {name} must be positive, got {value!r}")
+        return cls(**values)
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds before retry number ``attempt`` (1-based): doubling, capped, with jitter."""
+        base = min(self.backoff_max_seconds, self.backoff_seconds * 2 ** (attempt - 1))
+        return float(base * random.uniform(0.5, 1.0))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Whose requests these are, and until when they may run (``time.monotonic`` deadline)."""
+
+    asset: str = "(outside a run)"
+    partition: str = "-"
+    deadline: float = float("inf")
+    max_runtime_seconds: float | None = None
+
+    @classmethod
+    def of(cls, context: RunContext | None) -> Budget:
+        if context is None:
+            return cls()
+        return cls(context.asset, context.partition_date, context.deadline, context.max_runtime_seconds)
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def timeout(self, waiting_for: str) -> RunTimeoutError:
+        limit = f"max_runtime_seconds={self.max_runtime_seconds:g}" if self.max_runtime_seconds else "the run's budget"
+        return RunTimeoutError(
+            f"exceeded {limit} while {waiting_for}; nothing was committed",
+            asset=self.asset,
+            partition=self.partition,
+        )
+
+
+Origin = tuple[str, str, int]
+
+
+def origin_of(url: str) -> Origin:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
+
+
+def rate_limit_wait(response: requests.Response, now: float | None = None) -> float | None:
+    """Seconds the server asks us to wait, or None when the response is not a rate limit."""
+    headers = response.headers
+    limited = response.status_code == 429 or (
+        response.status_code == 403 and (headers.get("X-RateLimit-Remaining") == "0" or "Retry-After" in headers)
+    )
+    if not limited:
+        return None
+    now = time.time() if now is None else now
+    retry_after = headers.get("Retry-After")
+    if retry_after:
+        if retry_after.strip().isdigit():
+            return float(retry_after)
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(retry_after).timestamp() - now)
+        except (TypeError, ValueError):
+            pass  # not a date either: fall back to the reset header
+    reset = headers.get("X-RateLimit-Reset")
+    if reset and reset.strip().isdigit():
+        return max(0.0, float(reset) - now)
+    return 0.0
+
+
+class ForeignHostError(SourceError):
+    """A request (a pagination link or a redirect) pointed away from the configured base URL."""
+
+
+class CascadeHTTPAdapter(HTTPAdapter):
+    """Sends each request under the policy; below requests' redirects and response hooks."""
+
+    def __init__(self, home: str, policy: HttpPolicy, budget: Budget) -> None:
+        super().__init__()
+        self.home = home
+        self.home_origin = origin_of(home)
+        self.policy = policy
+        self.budget = budget
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: Any = None,
+    ) -> requests.Response:
+        """Send under the policy; ``timeout`` is replaced: per attempt, never past the budget."""
+        url = request.url or ""
+        shown = redact(url)
+        if origin_of(url) != self.home_origin:
+            raise ForeignHostError(
+                f"refused a request to {shown}: it is not on the configured base URL {redact(self.home)} "
+                "(a pagination link or redirect pointed to another host); no request or credential was sent",
+                asset=self.budget.asset,
+                partition=self.budget.partition,
+            )
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = self.budget.remaining()
+            if remaining <= 0:
+                raise self.budget.timeout(f"requesting {shown}")
+            try:
+                per_attempt = min(self.policy.timeout_seconds, remaining)
+                response = super().send(request, stream, per_attempt, verify, cert, proxies)
+            except (requests.ConnectionError, requests.Timeout) as error:
+                if self.budget.remaining() <= 0:
+                    raise self.budget.timeout(f"waiting for {shown}") from None
+                if attempt >= self.policy.max_attempts:
+                    raise TransientSourceError(
+                        f"could not reach {shown} after {attempt} attempts: {type(error).__name__}",
+                        asset=self.budget.asset,
+                        partition=self.budget.partition,
+                    ) from None
+                self._sleep(self.policy.backoff(attempt), f"retrying {shown}")
+                continue
+            wait = rate_limit_wait(response)
+            if wait is not None:
+                self._wait_for_rate_limit(response, wait, attempt, shown)
+                continue
+            if response.status_code in RETRYABLE_STATUSES:
+                if attempt >= self.policy.max_attempts:
+                    raise TransientSourceError(
+                        f"HTTP {response.status_code} from {shown} after {attempt} attempts: server error",
+                        asset=self.budget.asset,
+                        partition=self.budget.partition,
+                    )
+                response.close()
+                self._sleep(self.policy.backoff(attempt), f"retrying {shown}")
+                continue
+            if 200 <= response.status_code < 300:
+                _fail_on_malformed_json(response, shown, self.budget)
+            return response
+
+    def _wait_for_rate_limit(self, response: requests.Response, wait: float, attempt: int, shown: str) -> None:
+        response.close()
+        where = {"asset": self.budget.asset, "partition": self.budget.partition}
+        if attempt >= self.policy.max_attempts:
+            raise TransientSourceError(f"rate limited by {shown} {attempt} times in a row", **where)
+        remaining = self.budget.remaining()
+        if wait > self.policy.max_wait_seconds or wait >= remaining:
+            bound = "the run's remaining budget" if wait >= remaining else "[http] max_wait_seconds"
+            limit = remaining if wait >= remaining else self.policy.max_wait_seconds
+            raise TransientSourceError(
+                f"rate limited by {shown} (HTTP {response.status_code}): the limit resets in {wait:.0f} s, "
+                f"past {bound} of {limit:.0f} s; nothing was committed, try again later",
+                **where,
+            )
+        self._sleep(wait, f"waiting out the rate limit of {shown}")
+
+    def _sleep(self, seconds: float, doing: str) -> None:
+        if seconds >= self.budget.remaining():
+            raise self.budget.timeout(doing)
+        time.sleep(seconds)
+
+
+def _fail_on_malformed_json(response: requests.Response, shown: str, budget: Budget) -> None:
+    decode = response.json
+
+    def json(**kwargs: Any) -> Any:
+        try:
+            return decode(**kwargs)
+        except ValueError as error:
+            raise SourceError(
+                f"malformed JSON from {shown} (HTTP {response.status_code}): {error}",
+                asset=budget.asset,
+                partition=budget.partition,
+            ) from None
+
+    response.json = json  # type: ignore[method-assign]
+
+
+def http_session(base_url: str, *, context: RunContext | None = None) -> requests.Session:
+    """A ``requests`` session for ``base_url`` under the run's policy and budget.
+
+    ``context`` defaults to the run being executed (see :func:`cascade.context.current_run`).
+    """
+    from cascade.context import current_run
+
+    context = context or current_run()
+    policy = context.config.http if context is not None else HttpPolicy()
+    session = requests.Session()
+    adapter = CascadeHTTPAdapter(base_url, policy, Budget.of(context))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def rest_api_source(config: RESTAPIConfig, *, context: RunContext | None = None, name: str | None = None) -> DltSource:
+    """``dlt.sources.rest_api.rest_api_source`` with Cascade's session: the way plugins call APIs."""
+    from dlt.sources.rest_api import rest_api_source as dlt_rest_api_source
+
+    client = dict(config["client"])
+    if client.get("session") is not None:
+        raise ConfigurationError(
+            "rest_api_source: do not pass a 'session'; Cascade supplies one that retries, "
+            "honours rate limits and keeps credentials on the base URL's host"
+        )
+    client["session"] = http_session(str(client["base_url"]), context=context)
+    source: DltSource = dlt_rest_api_source({**config, "client": client}, name)  # type: ignore[typeddict-item,arg-type]
+    return source
