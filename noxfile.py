@@ -13,6 +13,7 @@ PACKAGES = [
     "cascade-core",
     "cascade-cli[demo,query]",
     "cascade-dagster[webserver]",
+    "plugins/cascade-github",
     "plugins/cascade-nightscout",
     "plugins/cascade-runlog",
 ]

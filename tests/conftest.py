@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 
-# dlt's HTTP client retries 5xx with long backoff by default; keep failing tests fast.
-os.environ.setdefault("RUNTIME__REQUEST_MAX_ATTEMPTS", "2")
-os.environ.setdefault("RUNTIME__REQUEST_BACKOFF_FACTOR", "0.05")
-os.environ.setdefault("RUNTIME__REQUEST_TIMEOUT", "10")
+# Sources retry 5xx with backoff (cascade.http); keep failing tests fast, here and in the
+# console scripts the tests start.
+FAST_HTTP = {"max_attempts": "2", "backoff_seconds": "0.05", "timeout_seconds": "10"}
+for _name, _value in FAST_HTTP.items():
+    os.environ.setdefault(f"CASCADE_HTTP__{_name.upper()}", _value)
 # The run-history plugin would add a cascade.runs table to every test's catalog; its own tests
 # enable it (in process by registering it, across processes by clearing this list).
 os.environ["CASCADE_BLOCKED_PLUGINS"] = "cascade-runlog"  # before the imports: they load hook plugins
@@ -23,18 +24,20 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from cascade import CascadeConfig
+from cascade import CascadeConfig, HttpPolicy
 from cascade.catalog import open_catalog
 from cascade.registry import Registry, isolated_registry
+from cascade_github.server import GitHubServer
 from cascade_nightscout.server import NightscoutServer
 
 NIGHTSCOUT_TOKEN = "ns-T0ken-for-tests-7f3a"
+GITHUB_TOKEN = "ghp_TestToken0123456789abcdefABCDEF"
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> CascadeConfig:
     """An embedded catalog and warehouse in a fresh temporary folder."""
-    return CascadeConfig(home=tmp_path / "cascade")
+    return CascadeConfig(home=tmp_path / "cascade", http=HttpPolicy.from_settings(FAST_HTTP))
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +58,27 @@ def nightscout(nightscout_server: NightscoutServer) -> Iterator[NightscoutServer
 def ns_config(config: CascadeConfig, nightscout: NightscoutServer) -> CascadeConfig:
     """``config`` pointed at the local Nightscout server."""
     return replace(config, plugins={"nightscout": {"url": nightscout.url, "token": NIGHTSCOUT_TOKEN}})
+
+
+@pytest.fixture(scope="session")
+def github_server() -> Iterator[GitHubServer]:
+    with GitHubServer(token=GITHUB_TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def github(github_server: GitHubServer) -> Iterator[GitHubServer]:
+    """The shared GitHub-compatible server, emptied of data, faults and requests for each test."""
+    github_server.reset()
+    yield github_server
+    github_server.reset()
+
+
+@pytest.fixture
+def gh_config(config: CascadeConfig, github: GitHubServer) -> CascadeConfig:
+    """``config`` pointed at the local GitHub server, for the user ``octocat``."""
+    settings = {"base_url": github.url, "token": GITHUB_TOKEN, "users": ["octocat"], "repositories": ["octo/cat"]}
+    return replace(config, plugins={"github": settings})
 
 
 @pytest.fixture

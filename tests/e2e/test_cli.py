@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import NIGHTSCOUT_TOKEN
+from cascade_github.server import sample_events
+from tests.conftest import GITHUB_TOKEN, NIGHTSCOUT_TOKEN
 
 BESIDE_PYTHON = Path(sys.executable).parent / "cascade"
 CASCADE = str(BESIDE_PYTHON) if BESIDE_PYTHON.exists() else shutil.which("cascade")
@@ -128,3 +130,16 @@ def test_error_text_with_brackets_is_printed_as_is(tmp_path: Path) -> None:
     done = cascade_cli("run", "nope[x]", "--date", "2024-01-01", cwd=tmp_path)
     assert done.returncode == 2
     assert "no asset named 'nope[x]'" in done.stderr  # not eaten as Rich markup
+
+
+def test_github_plugin_lists_and_runs_through_the_console_script(tmp_path: Path, github) -> None:
+    github.state.events["octocat"] = sample_events("octocat", dt.date(2024, 5, 1), 2, 5)
+    listing = json.loads(cascade_cli("list", "--json", cwd=tmp_path).stdout)
+    found = {a["asset"]: a for a in listing["assets"] if a["plugin"] == "cascade-github"}
+    assert set(found) == {"events", "repos"}
+    assert found["repos"]["unique_key"] == ["repository", "snapshot_date"]
+    env = {"GITHUB_API_URL": github.url, "GITHUB_TOKEN": GITHUB_TOKEN, "GITHUB_USERS": "octocat"}
+    done = cascade_cli("run", "events", "--date", "2024-05-02", "--json", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["rows_inserted"] == 5
+    assert GITHUB_TOKEN not in done.stdout + done.stderr

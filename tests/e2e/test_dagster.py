@@ -22,8 +22,9 @@ from pyiceberg.types import LongType, NestedField, StringType
 
 from cascade import CascadeConfig, cascade_ingestion
 from cascade_dagster import CascadeResource, build_definitions, days_to_refresh
+from cascade_github.server import sample_events
 from cascade_nightscout import glucose
-from tests.conftest import NIGHTSCOUT_TOKEN, read_table, snapshot_id
+from tests.conftest import GITHUB_TOKEN, NIGHTSCOUT_TOKEN, read_table, snapshot_id
 
 GLUCOSE_KEY = dg.AssetKey(["nightscout", "glucose"])
 REPO = Path(__file__).resolve().parents[2]
@@ -268,3 +269,18 @@ def test_webserver_shows_assets_groups_and_schedule(tmp_path: Path) -> None:
         server.wait(timeout=30)
         if server.stderr:
             server.stderr.close()
+
+
+def test_discovered_github_assets_materialize(config: CascadeConfig, github, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Installed through its entry point, the GitHub plugin's assets are Dagster assets that run."""
+    github.state.events["octocat"] = sample_events("octocat", dt.date(2024, 5, 1), 1, 6)
+    monkeypatch.setenv("GITHUB_API_URL", github.url)
+    monkeypatch.setenv("GITHUB_TOKEN", GITHUB_TOKEN)
+    monkeypatch.setenv("GITHUB_USERS", "octocat")
+    defs = build_definitions(config=CascadeResource(home=str(config.home)))
+    graph = defs.get_repository_def().asset_graph
+    events_key, repos_key = dg.AssetKey(["github", "events"]), dg.AssetKey(["github", "repos"])
+    assert {graph.get(events_key).group_name, graph.get(repos_key).group_name} == {"github"}
+    result = defs.resolve_job_def("events_job").execute_in_process(partition_key="2024-05-01", raise_on_error=False)
+    assert result.success
+    assert read_table(config, "github.events").num_rows == 6

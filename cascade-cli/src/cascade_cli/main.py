@@ -303,6 +303,7 @@ def query_command(
             connection.execute(f'CREATE VIEW "{namespace}"."{name}" AS SELECT * FROM "__{namespace}__{name}"')
         try:
             rows = connection.execute(sql).to_arrow_table()
+            assert rows is not None  # a query always has a result table
         except duckdb.Error as error:
             raise ConfigurationError(f"query failed: {error}") from None
     except CascadeError as error:

@@ -61,13 +61,14 @@ def leftover_pipelines(home: Path) -> list[Path]:
 
 def make_pipeline(place: PipelinePlace, dataset: str) -> dlt.Pipeline:
     place.pipelines_dir.mkdir(parents=True, exist_ok=True)
+    progress: Any = "log" if os.environ.get("CASCADE_DLT_PROGRESS") else None
     return dlt.pipeline(
         pipeline_name=place.pipeline_name,
         pipelines_dir=str(place.pipelines_dir),
         # normalize needs a destination's capabilities; nothing is ever loaded to it
         destination=dlt.destinations.filesystem(bucket_url=(place.path / "unloaded").as_uri()),
         dataset_name=dataset,
-        progress="log" if os.environ.get("CASCADE_DLT_PROGRESS") else None,
+        progress=progress,
     )
 
 

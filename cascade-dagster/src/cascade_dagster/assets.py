@@ -21,7 +21,7 @@ VALIDATION_CHECK = "validation"
 MAX_RUNTIME_TAG = "dagster/max_runtime"
 
 
-class CascadeRunConfig(dg.Config):  # type: ignore[misc]
+class CascadeRunConfig(dg.Config):
     """Run configuration of a Cascade asset: the branch to write (else the ``cascade/branch`` tag)."""
 
     branch: str | None = None
@@ -53,7 +53,7 @@ def build_asset(asset: CascadeAsset[Any, Any], translator: CascadeTranslator) ->
     )
     def materialize(
         context: dg.AssetExecutionContext, config: CascadeRunConfig, cascade: CascadeResource
-    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    ) -> Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]:
         branch = config.branch or context.run.tags.get(BRANCH_TAG)
         try:
             result = run_with_timeout(asset, context.partition_key, branch, dict(context.run.tags), cascade)

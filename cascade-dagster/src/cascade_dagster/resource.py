@@ -12,7 +12,7 @@ import cascade
 from cascade import CascadeConfig
 
 
-class CascadeResource(ConfigurableResource):  # type: ignore[misc]
+class CascadeResource(ConfigurableResource):  # type: ignore[type-arg]
     """Where Cascade keeps its catalog and pipelines, and which branch it writes by default.
 
     Unset fields fall back to ``cascade.toml`` and ``CASCADE_*`` variables. Secrets go through
