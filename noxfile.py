@@ -1,35 +1,56 @@
-"""Cascade's sessions. ``nox -l`` lists them; the README says which to run for what."""
+"""Cascade's sessions. ``nox -l`` lists them; the README says which to run for what.
+
+Version axes are named once here: ``RESOLUTIONS`` maps a lock to uv's resolution strategy, and
+the test sessions differ only in the lock they install from.
+"""
 
 from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "wheels"]
 
 PYTHON = "3.11"
+ROOT = Path(__file__).parent
+WORKSPACE = "requirements/workspace.in"  # every package (editable, with extras) and the test tools
+# lock name -> uv resolution: the latest supported versions, and the declared lower bounds
+RESOLUTIONS = {"latest": "highest", "lowest": "lowest-direct"}
 PACKAGES = [
     "cascade-core",
-    "cascade-cli[demo,query]",
-    "cascade-dagster[webserver]",
+    "cascade-cli",
+    "cascade-dagster",
     "plugins/cascade-github",
     "plugins/cascade-nightscout",
     "plugins/cascade-runlog",
 ]
 TEST_PLUGINS = ["tests/plugins/cascade-testplugin", "tests/plugins/cascade-testplugin-broken"]
-TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3"]
+TYPED = ["cascade-core/src", "cascade-cli/src", "cascade-dagster/src", "plugins/cascade-github/src",
+         "plugins/cascade-nightscout/src", "plugins/cascade-runlog/src"]  # fmt: skip
 
 
-def install_workspace(session: nox.Session) -> None:
-    """Editable installs of every package, and the test plugins as real (non-editable) packages."""
-    editable: list[str] = []
-    for package in PACKAGES:
-        editable += ["-e", package]
-    session.install(*editable, *TEST_DEPS)
+def lock_file(lock: str) -> str:
+    return f"requirements/{lock}.txt"
+
+
+def install_workspace(session: nox.Session, lock: str = "latest") -> None:
+    """Every package editable, pinned by ``lock``; the test plugins as real (non-editable) packages."""
+    session.install("-r", WORKSPACE, "-c", lock_file(lock))
     session.install(
         "--reinstall-package", "cascade-testplugin", "--reinstall-package", "cascade-testplugin-broken", *TEST_PLUGINS
     )
+
+
+def run_suite(session: nox.Session, lock: str) -> None:
+    install_workspace(session, lock)
+    workers = str(min(4, os.cpu_count() or 1))  # each worker starts its own servers and Dagster
+    session.run("pytest", *(session.posargs or ["-q", "-n", workers]))
 
 
 @nox.session(python=PYTHON)
@@ -41,10 +62,62 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
-def tests(session: nox.Session) -> None:
-    """The whole test suite: unit, integration (real catalog, dlt, HTTP servers), end to end."""
+def typecheck(session: nox.Session) -> None:
+    """mypy: strict on cascade-core (configured in pyproject.toml), standard on the rest."""
     install_workspace(session)
-    session.run("pytest", *(session.posargs or ["-q"]))
+    session.install("mypy>=1.13")
+    session.run("mypy", *TYPED)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The whole suite (unit, integration, end to end) on the latest supported versions (locked)."""
+    run_suite(session, "latest")
+
+
+@nox.session(python=PYTHON)
+def tests_lowest(session: nox.Session) -> None:
+    """The same suite on the lowest versions the packages declare (dlt, Dagster, pyiceberg, ...)."""
+    run_suite(session, "lowest")
+
+
+@nox.session(python=PYTHON)
+def lock(session: nox.Session) -> None:
+    """Re-resolve requirements/latest.txt and requirements/lowest.txt from the packages' metadata."""
+    session.install("uv>=0.5")
+    internal = [arg for package in PACKAGES for arg in ("--no-emit-package", Path(package).name)]
+    for name, resolution in RESOLUTIONS.items():
+        session.run(
+            "uv", "pip", "compile", WORKSPACE, "--python-version", PYTHON, "--resolution", resolution,
+            "--quiet", *internal, "-o", lock_file(name),
+        )  # fmt: skip
+
+
+@nox.session(python=PYTHON)
+def wheels(session: nox.Session) -> None:
+    """Build every sdist and wheel, install the wheels into a fresh venv outside the repo, use them.
+
+    From a folder outside the checkout: ``cascade list`` finds the plugins' assets through their
+    entry points, ``cascade_dagster.definitions`` loads, and ``cascade run`` lands a GitHub and
+    a Nightscout partition from the simulators the plugin wheels ship.
+    """
+    session.install("uv>=0.5", "packaging>=24")
+    outside = Path(tempfile.mkdtemp(prefix="cascade-wheels-"))
+    dist = outside / "dist"
+    for package in PACKAGES:
+        session.run("uv", "build", "--quiet", "--sdist", "--wheel", "--out-dir", str(dist), package)
+    session.run("python", "tests/packaging/check_dists.py", str(dist), *PACKAGES)
+    venv = outside / "venv"
+    session.run("uv", "venv", "--quiet", "--python", PYTHON, str(venv))
+    python = str(venv / "bin" / "python")
+    # the wheel files themselves (extras named on them), so no index can substitute a package
+    extras = {"cascade_cli": "[query]", "cascade_dagster": "[webserver]"}
+    built = [f"{wheel}{extras.get(wheel.name.split('-')[0], '')}" for wheel in sorted(dist.glob("*.whl"))]
+    session.run("uv", "pip", "install", "--quiet", "--python", python, *built)
+    session.chdir(outside)
+    session.run(python, str(ROOT / "tests/packaging/check_installed.py"), external=True)
+    session.chdir(ROOT)
+    shutil.rmtree(outside, ignore_errors=True)
 
 
 @nox.session(python=PYTHON)
