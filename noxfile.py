@@ -47,10 +47,10 @@ def install_workspace(session: nox.Session, lock: str = "latest") -> None:
     )
 
 
-def run_suite(session: nox.Session, lock: str) -> None:
+def run_suite(session: nox.Session, lock: str, *selection: str, env: dict[str, str] | None = None) -> None:
     install_workspace(session, lock)
     workers = str(min(4, os.cpu_count() or 1))  # each worker starts its own servers and Dagster
-    session.run("pytest", *(session.posargs or ["-q", "-n", workers]))
+    session.run("pytest", *(session.posargs or ["-q", "-n", workers, *selection]), env=env or {})
 
 
 @nox.session(python=PYTHON)
@@ -79,6 +79,17 @@ def tests(session: nox.Session) -> None:
 def tests_lowest(session: nox.Session) -> None:
     """The same suite on the lowest versions the packages declare (dlt, Dagster, pyiceberg, ...)."""
     run_suite(session, "lowest")
+
+
+@nox.session(python=PYTHON)
+def tests_shared(session: nox.Session) -> None:
+    """Integration and end-to-end tests on a PostgreSQL catalog with S3-compatible storage.
+
+    The fixtures start PostgreSQL (Debian's package: run .ci/postgres first) and moto's S3 server
+    on 127.0.0.1. Tests that choose their own catalog (concurrency, faults) run in ``tests``.
+    """
+    selection = ("tests/integration", "tests/e2e", "-m", "not own_catalog")
+    run_suite(session, "latest", *selection, env={"CASCADE_TEST_CATALOG": "shared"})
 
 
 @nox.session(python=PYTHON)

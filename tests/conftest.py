@@ -1,12 +1,17 @@
-"""Shared fixtures: a temporary embedded catalog, the Nightscout-compatible server, helpers.
+"""Shared fixtures: a temporary catalog, the local API servers, helpers.
 
-Everything here is real: a pyiceberg SQL catalog on SQLite in a temporary folder, real dlt
-pipelines, and an HTTP server on 127.0.0.1.
+Everything here is real: a pyiceberg SQL catalog on SQLite in a temporary folder (or, with
+``CASCADE_TEST_CATALOG=shared``, on PostgreSQL with its warehouse in an S3-compatible store, as
+``nox -s tests_shared`` runs), real dlt pipelines, and HTTP servers on 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import subprocess
+import sys
 
 # Sources retry 5xx with backoff (cascade.http); keep failing tests fast, here and in the
 # console scripts the tests start.
@@ -29,15 +34,54 @@ from cascade.catalog import open_catalog
 from cascade.registry import Registry, isolated_registry
 from cascade_github.server import GitHubServer
 from cascade_nightscout.server import NightscoutServer
+from tests.servers import PostgresServer, S3Server, shared_catalog_properties
 
 NIGHTSCOUT_TOKEN = "ns-T0ken-for-tests-7f3a"
 GITHUB_TOKEN = "ghp_TestToken0123456789abcdefABCDEF"
 
 
+SHARED = os.environ.get("CASCADE_TEST_CATALOG") == "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_servers() -> Iterator[tuple[PostgresServer, S3Server]]:
+    """PostgreSQL and an S3-compatible server on 127.0.0.1, for the whole session."""
+    with PostgresServer() as postgres, S3Server() as s3:
+        postgres.create_database("cascade")
+        yield postgres, s3
+
+
+def shared_properties(servers: tuple[PostgresServer, S3Server], name: str) -> dict[str, str]:
+    return shared_catalog_properties(*servers, database="cascade", prefix=name)
+
+
 @pytest.fixture
-def config(tmp_path: Path) -> CascadeConfig:
-    """An embedded catalog and warehouse in a fresh temporary folder."""
-    return CascadeConfig(home=tmp_path / "cascade", http=HttpPolicy.from_settings(FAST_HTTP))
+def catalog_name(request: pytest.FixtureRequest) -> str:
+    """A catalog name of this test's own: on a shared catalog, tests never see each other's tables."""
+    return "t_" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:12]
+
+
+@pytest.fixture(autouse=True)
+def shared_catalog_environment(
+    request: pytest.FixtureRequest, catalog_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the shared catalog, point ``load_config`` (and so every ``cascade`` subprocess) at it."""
+    if not SHARED:
+        return
+    servers = request.getfixturevalue("shared_servers")
+    monkeypatch.setenv("CASCADE_CATALOG_NAME", catalog_name)
+    for key, value in shared_properties(servers, catalog_name).items():
+        monkeypatch.setenv("CASCADE_CATALOG__" + key.upper().replace(".", "__").replace("-", "_"), value)
+
+
+@pytest.fixture
+def config(tmp_path: Path, request: pytest.FixtureRequest, catalog_name: str) -> CascadeConfig:
+    """A fresh catalog: embedded in a temporary folder, or this test's own on the shared pair."""
+    config = CascadeConfig(home=tmp_path / "cascade", http=HttpPolicy.from_settings(FAST_HTTP))
+    if not SHARED:
+        return config
+    properties = shared_properties(request.getfixturevalue("shared_servers"), catalog_name)
+    return replace(config, catalog_name=catalog_name, catalog_properties=properties)
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +123,28 @@ def gh_config(config: CascadeConfig, github: GitHubServer) -> CascadeConfig:
     """``config`` pointed at the local GitHub server, for the user ``octocat``."""
     settings = {"base_url": github.url, "token": GITHUB_TOKEN, "users": ["octocat"], "repositories": ["octo/cat"]}
     return replace(config, plugins={"github": settings})
+
+
+@pytest.fixture
+def ns_env(nightscout: NightscoutServer) -> dict[str, str]:
+    """Environment for a ``cascade`` subprocess pointed at the local Nightscout server."""
+    return {"NIGHTSCOUT_URL": nightscout.url, "NIGHTSCOUT_TOKEN": NIGHTSCOUT_TOKEN}
+
+
+BESIDE_PYTHON = Path(sys.executable).parent / "cascade"
+CASCADE = str(BESIDE_PYTHON) if BESIDE_PYTHON.exists() else shutil.which("cascade")
+
+
+def cascade_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the ``cascade`` console script as a user would, in ``cwd``."""
+    assert CASCADE, "the cascade console script is not installed"
+    environment = {
+        **os.environ,
+        "CASCADE_BLOCKED_PLUGINS": "cascade-testplugin-broken,cascade-runlog",
+        "COLUMNS": "200",
+        **(env or {}),
+    }
+    return subprocess.run([CASCADE, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture

@@ -4,36 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from cascade_github.server import sample_events
-from tests.conftest import GITHUB_TOKEN, NIGHTSCOUT_TOKEN
-
-BESIDE_PYTHON = Path(sys.executable).parent / "cascade"
-CASCADE = str(BESIDE_PYTHON) if BESIDE_PYTHON.exists() else shutil.which("cascade")
-
-
-def cascade_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    assert CASCADE, "the cascade console script is not installed"
-    environment = {
-        **os.environ,
-        "CASCADE_BLOCKED_PLUGINS": "cascade-testplugin-broken,cascade-runlog",
-        "COLUMNS": "200",
-        **(env or {}),
-    }
-    return subprocess.run([CASCADE, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture
-def ns_env(nightscout) -> dict[str, str]:
-    return {"NIGHTSCOUT_URL": nightscout.url, "NIGHTSCOUT_TOKEN": NIGHTSCOUT_TOKEN}
+from tests.conftest import GITHUB_TOKEN, NIGHTSCOUT_TOKEN, SHARED, cascade_cli
 
 
 def test_list_json(tmp_path: Path) -> None:
@@ -68,7 +45,7 @@ def test_run_prints_result_and_json(tmp_path: Path, ns_env: dict[str, str]) -> N
     again = cascade_cli("run", "glucose", "--date", "2024-04-01", "--branch", "dev", cwd=tmp_path, env=ns_env)
     assert again.returncode == 0, again.stderr
     assert "nightscout.glucose@dev" in again.stdout and "rows_unchanged" in again.stdout
-    assert (tmp_path / ".cascade" / "catalog.db").is_file()
+    assert SHARED or (tmp_path / ".cascade" / "catalog.db").is_file()
 
 
 @pytest.mark.parametrize(

@@ -16,15 +16,9 @@ import pytest
 import cascade
 from cascade import CascadeConfig
 from cascade_nightscout import glucose
-from tests.conftest import NIGHTSCOUT_TOKEN, read_table
-from tests.e2e.test_cli import CASCADE, cascade_cli
+from tests.conftest import CASCADE, NIGHTSCOUT_TOKEN, cascade_cli, read_table
 
 DAYS = [f"2024-06-{d:02d}" for d in range(1, 11)]
-
-
-@pytest.fixture
-def ns_env(nightscout) -> dict[str, str]:
-    return {"NIGHTSCOUT_URL": nightscout.url, "NIGHTSCOUT_TOKEN": NIGHTSCOUT_TOKEN}
 
 
 def ids_in(cwd: Path, env: dict[str, str], branch: str = "main") -> list[str]:

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def ns_env(nightscout, monkeypatch: pytest.MonkeyPatch) -> None:
+def ns_environ(nightscout, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NIGHTSCOUT_URL", nightscout.url)
     monkeypatch.setenv("NIGHTSCOUT_TOKEN", NIGHTSCOUT_TOKEN)
 
@@ -45,7 +45,7 @@ def materialize(defs: dg.Definitions, partition: str, **kwargs: object) -> dg.Ex
     return job.execute_in_process(partition_key=partition, raise_on_error=False, **kwargs)
 
 
-def test_materialize_lands_rows_with_metadata(config: CascadeConfig, ns_env: None) -> None:
+def test_materialize_lands_rows_with_metadata(config: CascadeConfig, ns_environ: None) -> None:
     defs = glucose_defs(config)
     result = materialize(defs, "2024-05-01")
     assert result.success
@@ -64,7 +64,7 @@ def test_materialize_lands_rows_with_metadata(config: CascadeConfig, ns_env: Non
     assert read_table(config, "nightscout.glucose").num_rows == 288
 
 
-def test_branch_tag_writes_only_the_branch(config: CascadeConfig, ns_env: None) -> None:
+def test_branch_tag_writes_only_the_branch(config: CascadeConfig, ns_environ: None) -> None:
     defs = glucose_defs(config)
     assert materialize(defs, "2024-05-01").success
     main = snapshot_id(config, "nightscout.glucose")
@@ -74,7 +74,7 @@ def test_branch_tag_writes_only_the_branch(config: CascadeConfig, ns_env: None) 
     assert read_table(config, "nightscout.glucose").num_rows == 288
 
 
-def test_branch_from_run_config(config: CascadeConfig, ns_env: None) -> None:
+def test_branch_from_run_config(config: CascadeConfig, ns_environ: None) -> None:
     run_config = {"ops": {"nightscout__glucose": {"config": {"branch": "from_config"}}}}
     assert materialize(glucose_defs(config), "2024-05-01", run_config=run_config).success
     assert read_table(config, "nightscout.glucose", branch="from_config").num_rows == 288

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from pyiceberg.table import Table
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import DateType, LongType, NestedField, StringType, TimestamptzType
 
-from cascade import INGESTED_AT, merge_into
+from cascade import INGESTED_AT, MergeOutcome, merge_into
 from cascade.errors import MergeConflictError, NullKeyError, SchemaMismatchError
 
 SCHEMA = Schema(
@@ -420,3 +422,31 @@ def test_identity_partitions_on_temporal_columns_prune_and_replace(
     assert table.scan().to_arrow().num_rows == 4
     assert (outcome.rows_inserted, outcome.rows_updated) == (1, 1)
     assert outcome.files_considered == 1  # only day 2's file
+
+
+@pytest.mark.parametrize("spec", [UNPARTITIONED_PARTITION_SPEC, BY_P], ids=["unpartitioned", "partitioned"])
+def test_two_merges_planned_together_inserting_one_key_leave_one_row(catalog: SqlCatalog, spec: PartitionSpec) -> None:
+    """Appends never conflict in Iceberg: the commit must be checked against what landed since the plan."""
+    table = new_table(catalog, spec)
+    merge_into(table, batch([("seed", 0, 0)], 0), "k")
+    planned = threading.Barrier(2, timeout=30)
+    attempts: list[int] = []
+
+    def writer(value: int) -> MergeOutcome:
+        mine = catalog.load_table(table.name())  # each writer its own view, as in two processes
+
+        def both_planned(plan: object) -> None:
+            attempts.append(value)
+            if attempts.count(value) == 1:  # the first plan of each writer: wait for the other's
+                planned.wait()
+
+        return merge_into(mine, batch([("new", 1, value)], value), "k", before_commit=both_planned)
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(writer, [1, 2]))
+    state = table_state(table)  # asserts one row per key
+    assert set(state) == {"seed", "new"}
+    assert sorted(o.commit_attempts for o in outcomes) == [1, 2]  # the loser re-planned once
+    loser = next(o for o in outcomes if o.commit_attempts == 2)
+    assert (loser.rows_inserted, loser.rows_updated) == (0, 1)  # and saw the winner's row
+    assert state["new"][1] == (1 if loser is outcomes[0] else 2)  # the last committer wins

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import cascade
-from cascade.catalog import open_catalog
+from cascade.catalog import first_line, open_catalog, storage_endpoint
 from cascade.redaction import redact
 from cascade.staging import leftover_pipelines
 
@@ -37,8 +37,8 @@ def diagnose() -> dict[str, Any]:
     except Exception as error:  # doctor reports every failure instead of stopping at the first
         report["catalog"] = f"unreachable: {redact(str(error))}"
         healthy = False
-    report["warehouse"] = _warehouse_status(config.catalog.get("warehouse", ""))
-    healthy &= report["warehouse"].startswith(("writable", "not a local"))
+    report["warehouse"] = _warehouse_status(config)
+    healthy &= report["warehouse"].startswith(("writable", "not configured"))
     try:
         found = cascade.discover()
         plugins: dict[str, str] = {a.spec.plugin or "(in-process)": "loaded" for a in found.assets}
@@ -54,16 +54,23 @@ def diagnose() -> dict[str, Any]:
     return report
 
 
-def _warehouse_status(warehouse: str) -> str:
-    parsed = urlparse(warehouse)
-    if parsed.scheme not in ("file", ""):
-        return f"not a local folder ({parsed.scheme}://); checked by the catalog"
-    folder = Path(parsed.path)
-    probe = folder / f".cascade-doctor-{uuid.uuid4().hex}"
+def _warehouse_status(config: cascade.CascadeConfig) -> str:
+    """Write and delete a probe file where tables go, through the catalog's own FileIO (local or S3)."""
+    from pyiceberg.io import load_file_io
+
+    properties = config.catalog
+    warehouse = properties.get("warehouse", "")
+    if not warehouse:
+        return "not configured; the catalog chooses table locations"
+    if urlparse(warehouse).scheme in ("file", ""):
+        Path(urlparse(warehouse).path).mkdir(parents=True, exist_ok=True)
+    probe = f"{warehouse.rstrip('/')}/.cascade-doctor-{uuid.uuid4().hex}"
+    shown = storage_endpoint(config)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe.write_text("ok")
-        probe.unlink()
-        return f"writable ({folder})"
-    except OSError as error:
-        return f"not writable ({folder}): {error}"
+        io = load_file_io(properties, warehouse)
+        with io.new_output(probe).create() as stream:
+            stream.write(b"ok")
+        io.delete(probe)
+        return f"writable ({shown})"
+    except Exception as error:  # doctor reports every failure instead of stopping at the first
+        return f"not writable ({shown}): {type(error).__name__}: {redact(first_line(str(error)))}"

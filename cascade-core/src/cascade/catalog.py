@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from pyiceberg.catalog import Catalog, load_catalog
-from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.exceptions import NoSuchTableError, NotInstalledError
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -13,35 +13,74 @@ from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
 from pyiceberg.table.snapshots import Snapshot
 
 from cascade.config import CascadeConfig
-from cascade.errors import ConfigurationError
+from cascade.errors import CatalogError, ConfigurationError
 from cascade.ingestion import IDENTIFIER
 from cascade.redaction import redact
 from cascade.spec import AssetSpec
 
 BRANCH_NAME_MAX = 128
 OPEN_ATTEMPTS = 4
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
 
 def open_catalog(config: CascadeConfig) -> Catalog:
     """Load the configured pyiceberg catalog, creating the embedded default's folders."""
     props = config.catalog
-    if props.get("uri", "").startswith("sqlite:///"):
+    sqlite = props.get("uri", "").startswith("sqlite:///")
+    if sqlite:
         config.home.mkdir(parents=True, exist_ok=True)
         (config.home / "warehouse").mkdir(exist_ok=True)
+        props = {**props, "uri": with_busy_timeout(props["uri"])}
     for attempt in range(OPEN_ATTEMPTS):
         try:
-            return load_catalog(config.catalog_name, **props)
+            catalog = load_catalog(config.catalog_name, **props)
+            if sqlite:
+                use_write_ahead_log(catalog)
+            return catalog
         except Exception as error:
             # A SQL catalog creates its own tables on first open; concurrent first opens race
             # there, and the loser succeeds when it opens again.
+            where = f"catalog {config.catalog_name!r} ({redact(props.get('uri', props.get('type', '?')))})"
+            if isinstance(error, (ImportError, NotInstalledError, ValueError)):
+                raise ConfigurationError(
+                    f"{where} is misconfigured: {type(error).__name__}: {redact(str(error))}"
+                ) from None
             if attempt + 1 < OPEN_ATTEMPTS:
                 time.sleep(0.05 * (attempt + 1))
                 continue
-            raise ConfigurationError(
-                f"catalog {config.catalog_name!r} ({redact(props.get('uri', props.get('type', '?')))}) "
-                f"could not be opened: {type(error).__name__}: {redact(str(error))}"
+            raise CatalogError(
+                f"{where} could not be opened after {OPEN_ATTEMPTS} attempts: "
+                f"{type(error).__name__}: {redact(first_line(str(error)))}"
             ) from None
     raise AssertionError("unreachable")
+
+
+def with_busy_timeout(uri: str) -> str:
+    """SQLite waits this long for a lock instead of failing with 'database is locked' at once."""
+    if "timeout=" in uri:
+        return uri
+    return f"{uri}{'&' if '?' in uri else '?'}timeout={SQLITE_BUSY_TIMEOUT_SECONDS}"
+
+
+def use_write_ahead_log(catalog: Catalog) -> None:
+    """WAL lets readers and one writer of the embedded catalog proceed together (kept in the file)."""
+    engine = getattr(catalog, "engine", None)
+    if engine is not None:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+
+def first_line(text: str) -> str:
+    """Database drivers append SQL and background links; the first line says what happened."""
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def storage_endpoint(config: CascadeConfig) -> str:
+    """Where the warehouse lives, for error messages: the S3 endpoint and bucket, or the folder."""
+    props = config.catalog
+    warehouse = props.get("warehouse", "")
+    endpoint = props.get("s3.endpoint")
+    return redact(f"{warehouse} at {endpoint}" if endpoint else warehouse)
 
 
 def table_identifier(spec: AssetSpec, config: CascadeConfig) -> tuple[str, str]:

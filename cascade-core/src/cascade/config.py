@@ -62,7 +62,7 @@ class CascadeConfig:
     keep_staging: bool = False
     log_format: str = "auto"
     log_level: str = "INFO"
-    commit_attempts: int = 10
+    commit_attempts: int = 20
     http: HttpPolicy = field(default_factory=HttpPolicy)
 
     @property
@@ -140,7 +140,7 @@ def load_config(
     if not home.is_absolute():
         home = (path.parent if path.is_file() else cwd) / home
     try:
-        attempts = int(settings.get("commit_attempts", 10))
+        attempts = int(settings.get("commit_attempts", 20))
     except ValueError:
         raise ConfigurationError(
             f"commit_attempts must be a whole number, got {settings['commit_attempts']!r}"

@@ -127,6 +127,14 @@ class NullKeyError(TerminalError, ValueError):
     """A batch holds rows whose unique key is null."""
 
 
+class CatalogError(TransientError):
+    """The catalog could not be reached or refused us (down, timed out, wrong credentials)."""
+
+
+class StorageError(TransientError):
+    """The warehouse storage (a folder, S3, ...) could not be read or written."""
+
+
 class MergeConflictError(TransientError):
     """Concurrent commits kept invalidating the merge plan past the retry budget."""
 

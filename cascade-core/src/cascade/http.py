@@ -30,6 +30,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from cascade.errors import ConfigurationError, RunTimeoutError, SourceError, TransientSourceError
+from cascade.faults import crash_point
 from cascade.redaction import redact
 
 if TYPE_CHECKING:
@@ -202,6 +203,7 @@ class CascadeHTTPAdapter(HTTPAdapter):
                 continue
             if 200 <= response.status_code < 300:
                 _fail_on_malformed_json(response, shown, self.budget)
+                crash_point("mid-extract")
             return response
 
     def _wait_for_rate_limit(self, response: requests.Response, wait: float, attempt: int, shown: str) -> None:

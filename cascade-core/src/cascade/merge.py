@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +44,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
 from pyiceberg.table.snapshots import Snapshot
-from pyiceberg.table.update import AssertRefSnapshotId
+from pyiceberg.table.update import AssertRefSnapshotId, AssertTableUUID
 from pyiceberg.types import (
     DateType,
     IntegerType,
@@ -56,6 +58,7 @@ from pyiceberg.types import (
 from cascade.catalog import initialize_main
 from cascade.conform import conform, null_safe_equal, reject_null_keys
 from cascade.errors import MergeConflictError, SchemaMismatchError
+from cascade.faults import crash_point
 from cascade.spec import METADATA_COLUMNS
 from cascade.telemetry import traced
 
@@ -64,6 +67,10 @@ OTHER_POSITION = "__cascade_other_position"
 # Files probed at once. Each whole-file read holds its decoded rows, so peak memory grows
 # with this (a 1M-row batch: 621 MB at 2, 835 MB at 4, 1.06 GB at 8 threads).
 PROBE_THREADS = min(4, os.cpu_count() or 2)
+COMMIT_ID = "cascade.commit-id"  # in every snapshot summary: finds a commit whose outcome was unknown
+HISTORY_SEARCH_DEPTH = 50  # snapshots back from the head searched for it
+CONFLICT_PAUSE = 0.02  # least back-off base, seconds; see _pause_after_conflict
+CONFLICT_PAUSE_MAX = 10.0
 PRUNABLE_KEY_TYPES = (StringType, IntegerType, LongType, DateType, TimestampType, TimestamptzType)
 
 
@@ -136,7 +143,7 @@ def merge_into(
     branch: str = MAIN_BRANCH,
     snapshot_properties: Mapping[str, str] | None = None,
     stable_partitions: bool = False,
-    max_attempts: int = 10,
+    max_attempts: int = 20,
     before_commit: BeforeCommit | None = None,
     chunk_rows: int | None = None,
 ) -> MergeOutcome:
@@ -170,9 +177,13 @@ def merge_into(
         raise SchemaMismatchError(f"table {table.name()}: unique key column(s) {missing} not in the table schema")
     rows = prepare_batch(batch, schema, keys)
     deduplicated = batch.num_rows - rows.num_rows
+    properties = {**(snapshot_properties or {}), COMMIT_ID: uuid.uuid4().hex}
+    attempt_seconds = 0.0
     for attempt in range(1, max_attempts + 1):
         if attempt > 1:
+            _pause_after_conflict(attempt, attempt_seconds)
             table = table.refresh()
+        started = time.monotonic()
         planned_at = _last_sequence_number(table)
         plan = plan_merge(table, rows, keys, branch=branch, stable_partitions=stable_partitions)
         if plan.changes_nothing:
@@ -181,29 +192,72 @@ def merge_into(
         if before_commit is not None:
             before_commit(plan)
         written = write_files(table, plan.rows_to_write)
+        crash_point("before-commit")
         try:
             with traced("commit", attempt=attempt, table=".".join(table.name()), branch=branch) as span:
-                snapshot_id = commit_plan(table, plan, written, branch=branch, properties=snapshot_properties or {})
+                snapshot_id = commit_plan(table, plan, written, branch=branch, properties=properties)
                 span.set_attributes({"cascade.snapshot_id": snapshot_id, "cascade.files_added": len(written)})
         except (CommitFailedException, ValidationException):
             _delete_files(table, written)
+            attempt_seconds = time.monotonic() - started
             continue
         except ValueError:
             _delete_files(table, written)
+            attempt_seconds = time.monotonic() - started
             # pyiceberg applies a snapshot planned on stale metadata after a commit on another
             # branch and fails with ValueError ("sequence number ... older than last sequence
             # number") instead of CommitFailedException: a conflict exactly when the table moved.
             if _last_sequence_number(table.refresh()) != planned_at:
                 continue
             raise
-        except BaseException:
-            _delete_files(table, written)
-            raise
+        except Exception as error:
+            # The catalog may have applied the commit before failing to say so (a timeout, a
+            # lost connection, a 5xx): look for this merge's commit id before anything else.
+            landed = _find_commit(table, branch, properties[COMMIT_ID])
+            if landed is None:
+                _delete_files(table, written)
+                if commit_outcome_unknown(error) and attempt < max_attempts:
+                    continue
+                raise
+            snapshot_id = landed
+        crash_point("after-commit")
         return _outcome(plan, batch.num_rows, deduplicated, written, snapshot_id, attempt)
     raise MergeConflictError(
         f"table {'.'.join(table.name())}, branch {branch!r}: concurrent commits invalidated the merge "
         f"{max_attempts} times; try again"
     )
+
+
+def commit_outcome_unknown(error: BaseException) -> bool:
+    """Errors after which the commit may or may not have happened, and trying again may succeed."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return bool(names & {"CommitStateUnknownException", "ServerError", "OperationalError", "OSError", "TimeoutError"})
+
+
+def _find_commit(table: Table, branch: str, commit_id: str) -> int | None:
+    """The snapshot on ``branch`` whose summary carries ``commit_id``, if that commit landed."""
+    try:
+        table = table.refresh()
+    except Exception:
+        return None  # cannot tell; the caller treats the commit as not applied and keeps its files
+    snapshot = table.snapshot_by_name(branch)
+    for _ in range(HISTORY_SEARCH_DEPTH):
+        if snapshot is None:
+            return None
+        if snapshot.summary is not None and snapshot.summary.get(COMMIT_ID) == commit_id:
+            return snapshot.snapshot_id
+        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    return None
+
+
+def _pause_after_conflict(attempt: int, attempt_seconds: float) -> None:
+    """Back off after losing a commit race: random, growing, scaled to how long an attempt takes.
+
+    A writer that lost waits on average about one attempt's length (doubling with each loss),
+    so the writers that collided spread out instead of re-planning in lock-step.
+    """
+    base = max(CONFLICT_PAUSE, attempt_seconds)
+    time.sleep(random.uniform(0, min(CONFLICT_PAUSE_MAX, base * 2 ** (attempt - 2))))
 
 
 def merge_in_chunks(
@@ -215,7 +269,7 @@ def merge_in_chunks(
     branch: str = MAIN_BRANCH,
     snapshot_properties: Mapping[str, str] | None = None,
     stable_partitions: bool = False,
-    max_attempts: int = 10,
+    max_attempts: int = 20,
     before_commit: BeforeCommit | None = None,
 ) -> MergeOutcome:
     """Merge a batch of any size holding at most ``chunk_rows`` batch rows in memory at once.
@@ -669,7 +723,12 @@ def commit_plan(
             overwrite.delete_data_file(data_file)
         for data_file in written:
             overwrite.append_data_file(data_file)
-    transaction.commit_transaction()
+    # Exactly one attempt, asserting the branch head is the one the plan read. pyiceberg's
+    # commit_transaction would retry by re-applying these files to a table that moved, which is
+    # safe only as far as its own conflict validation reaches (two merges inserting one new key
+    # must not both land); Cascade re-plans against the new head instead.
+    requirements = (*transaction._requirements, AssertTableUUID(uuid=table.metadata.table_uuid))
+    table._do_commit(updates=transaction._updates, requirements=requirements)
     head = table.snapshot_by_name(branch)
     assert head is not None
     return head.snapshot_id

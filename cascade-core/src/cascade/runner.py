@@ -20,20 +20,31 @@ from typing import Any
 import pyarrow as pa
 from pyiceberg.table import Table
 
-from cascade.catalog import check_branch_name, ensure_branch, ensure_table, open_catalog, table_identifier
+from cascade.catalog import (
+    check_branch_name,
+    ensure_branch,
+    ensure_table,
+    first_line,
+    open_catalog,
+    storage_endpoint,
+    table_identifier,
+)
 from cascade.config import CascadeConfig, load_config
 from cascade.conform import conform, reject_null_keys
 from cascade.context import RunContext, running
 from cascade.errors import (
     CascadeError,
+    CatalogError,
     ConfigurationError,
     RunError,
     RunTimeoutError,
     SchemaMismatchError,
     SourceError,
     StagingError,
+    StorageError,
     TransientSourceError,
 )
+from cascade.faults import crash_point
 from cascade.ingestion import CascadeAsset
 from cascade.logs import configure_logging
 from cascade.merge import MergeOutcome, MergePlan, merge_into
@@ -160,15 +171,18 @@ def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionRe
     try:
         with traced("extract", timings, **where):
             pipeline = extract_source(resolved)
+        crash_point("after-extract")
         check_deadline(resolved, "extract")
         with traced("stage", timings, **where) as span:
             staged = stage_batch(resolved, pipeline)
             staged = replace(staged, data=hooks().after_extract(resolved.context, staged.data))
             span.set_attributes({"cascade.rows_out": staged.data.num_rows, "cascade.bytes_staged": staged.bytes_staged})
+        crash_point("after-stage")
         check_deadline(resolved, "stage")
         with traced("validate", timings, rows_in=staged.data.num_rows, **where) as span:
             rows, report = validate(resolved, staged.data)
             span.set_attributes({"cascade.rows_out": rows.num_rows, "cascade.validation_passed": report.passed})
+        crash_point("after-validate")
         check_deadline(resolved, "validate")
         with traced("merge", timings, rows_in=rows.num_rows, **where) as span:
             outcome = merge(resolved, rows, before_commit=lambda plan: hooks().before_commit(resolved.context, plan))
@@ -337,6 +351,34 @@ def merge(
 ) -> MergeOutcome:
     """Create the table and branch when missing, then merge in one atomic snapshot."""
     spec = resolved.asset.spec
+    where = f"asset {spec.name!r}, partition {resolved.partition}"
+    try:
+        return _merge(resolved, rows, before_commit)
+    except SchemaMismatchError as error:
+        raise SchemaMismatchError(f"{where}: {error}") from None
+    except CatalogError as error:
+        raise CatalogError(f"{where}: {error}") from None
+    except CascadeError:
+        raise
+    except OSError as error:
+        raise StorageError(
+            f"{where}: the warehouse storage {storage_endpoint(resolved.config)} failed: "
+            f"{type(error).__name__}: {redact(first_line(str(error)))}; nothing was committed"
+        ) from None
+    except Exception as error:
+        if not any(c.__module__.startswith("sqlalchemy") for c in type(error).__mro__):
+            raise
+        uri = redact(resolved.config.catalog.get("uri", "?"))
+        raise CatalogError(
+            f"{where}: catalog {resolved.config.catalog_name!r} ({uri}) failed: "
+            f"{type(error).__name__}: {redact(first_line(str(error)))}"
+        ) from None
+
+
+def _merge(
+    resolved: ResolvedRun, rows: pa.Table, before_commit: Callable[[MergePlan], None] | None = None
+) -> MergeOutcome:
+    spec = resolved.asset.spec
     catalog = open_catalog(resolved.config)
     table: Table = ensure_table(catalog, (resolved.namespace, resolved.table_name), spec)
     ensure_branch(table, resolved.branch)
@@ -346,19 +388,16 @@ def merge(
         if before_commit is not None:
             before_commit(plan)
 
-    try:
-        return merge_into(
-            table,
-            rows,
-            spec.unique_key,
-            branch=resolved.branch,
-            snapshot_properties=resolved.snapshot_properties,
-            stable_partitions=spec.stable_partitions,
-            max_attempts=resolved.config.commit_attempts,
-            before_commit=commit_guard,
-        )
-    except SchemaMismatchError as error:
-        raise SchemaMismatchError(f"asset {spec.name!r}, partition {resolved.partition}: {error}") from None
+    return merge_into(
+        table,
+        rows,
+        spec.unique_key,
+        branch=resolved.branch,
+        snapshot_properties=resolved.snapshot_properties,
+        stable_partitions=spec.stable_partitions,
+        max_attempts=resolved.config.commit_attempts,
+        before_commit=commit_guard,
+    )
 
 
 def report_result(

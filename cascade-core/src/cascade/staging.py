@@ -23,6 +23,8 @@ os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")  # never phone home 
 import dlt
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from cascade.faults import crash_point
+
 DLT_COLUMNS = ("_dlt_id", "_dlt_load_id")
 
 
@@ -95,6 +97,7 @@ def stage(pipeline: dlt.Pipeline) -> StagedBatch:
             files.append(job.file_path)
     if len(resources) > 1:
         raise MultipleTablesError(sorted(resources))
+    crash_point("mid-stage")
     data = read_parquet(files)
     return StagedBatch(
         data=data.drop_columns([c for c in DLT_COLUMNS if c in data.column_names]),

@@ -107,6 +107,16 @@ class LocalApiServer(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
 
+    def serve_until_interrupted(self) -> None:
+        """Print the URL (for a parent process to read), then serve in this thread until Ctrl-C."""
+        print(self.url, flush=True)
+        try:
+            self.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.server_close()
+
     def __enter__(self) -> Self:
         return self.start()
 

@@ -201,13 +201,7 @@ def main() -> None:
         server.state.events[user] = sample_events(user, first_day, args.days, args.per_day)
     for repo in args.repo or ["octocat/hello-world"]:
         server.state.repos[repo] = sample_repo(repo)
-    print(server.url, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    server.serve_until_interrupted()
 
 
 if __name__ == "__main__":

@@ -141,13 +141,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=300.0)
     args = parser.parse_args()
     server = NightscoutServer(args.port, token=args.token, interval_seconds=args.interval)
-    print(server.url, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    server.serve_until_interrupted()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,155 @@
+"""Many writers, one table: concurrent merges from separate processes, on PostgreSQL+S3 and SQLite.
+
+Every writer is its own process (spawned), with its own catalog connection, merging batches with
+overlapping keys. The final table must equal the model built by replaying the batches in the
+order their snapshots were committed (the last committer wins per key), with one row per key.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from pyiceberg.catalog import load_catalog
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.transforms import IdentityTransform
+from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
+
+from cascade import INGESTED_AT, CascadeConfig, merge_into
+from cascade.catalog import open_catalog
+
+pytestmark = pytest.mark.own_catalog
+RUN_ID = "cascade.run-id"
+SCHEMA = Schema(
+    NestedField(1, "k", LongType(), required=False),
+    NestedField(2, "bucket", LongType(), required=False),
+    NestedField(3, "written_by", StringType(), required=False),
+    NestedField(4, INGESTED_AT, TimestamptzType(), required=False),
+)
+BY_BUCKET = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="bucket"))
+KEYS = 400  # keys 0..399, so batches of 150 from 8 writers overlap heavily
+
+
+def batch_rows(writer: int, number: int, size: int) -> list[int]:
+    return sorted(random.Random(f"{writer}-{number}").sample(range(KEYS), size))
+
+
+def batch(writer: int, number: int, size: int) -> pa.Table:
+    keys = batch_rows(writer, number, size)
+    run = f"w{writer}-b{number}"
+    return pa.table(
+        {
+            "k": pa.array(keys, pa.int64()),
+            "bucket": pa.array([k % 4 for k in keys], pa.int64()),  # a key never changes bucket
+            "written_by": pa.array([run] * len(keys)),
+            INGESTED_AT: pa.array([None] * len(keys), pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Job:
+    catalog_name: str
+    properties: dict[str, str]
+    writer: int
+    batches: int
+    size: int
+    attempts: int
+
+
+def warm_up(_: int) -> None:
+    import pyiceberg.catalog.sql  # noqa: F401
+
+    import cascade.merge  # noqa: F401
+
+
+def write(job: Job) -> list[int]:
+    """One writer process: merge its batches in order; return each merge's commit attempts."""
+    table = load_catalog(job.catalog_name, **job.properties).load_table("lake.events")
+    attempts = []
+    for number in range(job.batches):
+        outcome = merge_into(
+            table,
+            batch(job.writer, number, job.size),
+            "k",
+            snapshot_properties={RUN_ID: f"w{job.writer}-b{number}"},
+            stable_partitions=True,
+            max_attempts=job.attempts,
+        )
+        assert outcome.committed
+        attempts.append(outcome.commit_attempts)
+    return attempts
+
+
+def run_writers(config: CascadeConfig, writers: int, batches: int, size: int, attempts: int) -> dict[str, Any]:
+    catalog = open_catalog(config)
+    catalog.create_namespace_if_not_exists("lake")
+    table = catalog.create_table("lake.events", schema=SCHEMA, partition_spec=BY_BUCKET)
+    properties = dict(config.catalog)
+    if properties["uri"].startswith("sqlite"):
+        properties["uri"] += "?timeout=30"
+    jobs = [Job(config.catalog_name, properties, w, batches, size, attempts) for w in range(writers)]
+    with multiprocessing.get_context("spawn").Pool(writers) as pool:
+        pool.map(warm_up, range(writers))  # imports done: time the merges, not interpreter start-up
+        started = time.perf_counter()
+        per_writer = pool.map(write, jobs)
+        seconds = time.perf_counter() - started
+
+    table = table.refresh()
+    commits = []  # run ids, oldest first, along main's ancestry
+    snapshot = table.current_snapshot()
+    while snapshot is not None:
+        if snapshot.summary is not None and RUN_ID in snapshot.summary.additional_properties:
+            commits.append(snapshot.summary[RUN_ID])
+        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    commits.reverse()
+    model: dict[int, str] = {}
+    for run in commits:  # replay in commit order: the last committer wins each key
+        writer, number = (int(part[1:]) for part in run.split("-"))
+        model.update(dict.fromkeys(batch_rows(writer, number, size), run))
+    rows = table.scan().to_arrow()
+    attempts_made = [a for writer in per_writer for a in writer]
+    return {
+        "rows": dict(zip(rows.column("k").to_pylist(), rows.column("written_by").to_pylist(), strict=True)),
+        "row_count": rows.num_rows,
+        "model": model,
+        "commits": commits,
+        "attempts": attempts_made,
+        "seconds": seconds,
+    }
+
+
+def assert_no_lost_update_and_no_duplicate(outcome: dict[str, Any], writers: int, batches: int) -> None:
+    assert sorted(outcome["commits"]) == sorted(f"w{w}-b{b}" for w in range(writers) for b in range(batches))
+    assert outcome["row_count"] == len(outcome["rows"])  # one row per key
+    assert outcome["rows"] == outcome["model"]
+    conflicts = sum(a - 1 for a in outcome["attempts"])
+    print(
+        f"\n{writers} writers x {batches} batches: {len(outcome['commits'])} commits, "
+        f"{conflicts} conflicts re-planned, most attempts for one merge {max(outcome['attempts'])}"
+    )
+
+
+def test_eight_processes_on_postgres_and_s3(
+    shared_servers: Any, catalog_name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import shared_properties
+
+    config = CascadeConfig(
+        home=tmp_path, catalog_name=catalog_name, catalog_properties=shared_properties(shared_servers, catalog_name)
+    )
+    outcome = run_writers(config, writers=8, batches=5, size=150, attempts=config.commit_attempts)
+    assert_no_lost_update_and_no_duplicate(outcome, 8, 5)
+
+
+def test_two_processes_on_the_embedded_sqlite_catalog(tmp_path: Path) -> None:
+    config = CascadeConfig(home=tmp_path / "cascade")
+    outcome = run_writers(config, writers=2, batches=5, size=150, attempts=config.commit_attempts)
+    assert_no_lost_update_and_no_duplicate(outcome, 2, 5)
