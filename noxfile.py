@@ -149,3 +149,4 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/merge.py", "--smoke", "--methods", "cascade", "upsert", "append", "parquet")
     session.run("python", "bench/e2e.py", "--smoke")
     session.run("python", "bench/backfill.py", "--days", "3")
+    session.run("python", "bench/concurrency.py", "--writers", "1", "2", "--batches", "2")  # needs .ci/postgres

@@ -1,5 +1,9 @@
 """Many writers, one table: concurrent merges from separate processes, on PostgreSQL+S3 and SQLite.
 
+On PostgreSQL, writers take Cascade's per-table writer lock as ``cascade.run`` does; on SQLite
+there is none, and concurrent merges rely on the commit's head check and re-planning (the race
+itself is tested thread by thread in ``test_merge``).
+
 Every writer is its own process (spawned), with its own catalog connection, merging batches with
 overlapping keys. The final table must equal the model built by replaying the batches in the
 order their snapshots were committed (the last committer wins per key), with one row per key.
@@ -23,7 +27,7 @@ from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
 
 from cascade import INGESTED_AT, CascadeConfig, merge_into
-from cascade.catalog import open_catalog
+from cascade.catalog import open_catalog, writer_lock
 
 pytestmark = pytest.mark.own_catalog
 RUN_ID = "cascade.run-id"
@@ -62,6 +66,7 @@ class Job:
     batches: int
     size: int
     attempts: int
+    lock: bool = True  # as cascade.run does; False measures optimistic commits alone
 
 
 def warm_up(_: int) -> None:
@@ -75,27 +80,30 @@ def write(job: Job) -> list[int]:
     table = load_catalog(job.catalog_name, **job.properties).load_table("lake.events")
     attempts = []
     for number in range(job.batches):
-        outcome = merge_into(
-            table,
-            batch(job.writer, number, job.size),
-            "k",
-            snapshot_properties={RUN_ID: f"w{job.writer}-b{number}"},
-            stable_partitions=True,
-            max_attempts=job.attempts,
-        )
+        with writer_lock(table, "main", wait_seconds=60 if job.lock else 0) as locked:
+            outcome = merge_into(
+                table.refresh() if locked else table,
+                batch(job.writer, number, job.size),
+                "k",
+                snapshot_properties={RUN_ID: f"w{job.writer}-b{number}"},
+                stable_partitions=True,
+                max_attempts=job.attempts,
+            )
         assert outcome.committed
         attempts.append(outcome.commit_attempts)
     return attempts
 
 
-def run_writers(config: CascadeConfig, writers: int, batches: int, size: int, attempts: int) -> dict[str, Any]:
+def run_writers(
+    config: CascadeConfig, writers: int, batches: int, size: int, attempts: int, lock: bool = True
+) -> dict[str, Any]:
     catalog = open_catalog(config)
     catalog.create_namespace_if_not_exists("lake")
     table = catalog.create_table("lake.events", schema=SCHEMA, partition_spec=BY_BUCKET)
     properties = dict(config.catalog)
     if properties["uri"].startswith("sqlite"):
         properties["uri"] += "?timeout=30"
-    jobs = [Job(config.catalog_name, properties, w, batches, size, attempts) for w in range(writers)]
+    jobs = [Job(config.catalog_name, properties, w, batches, size, attempts, lock) for w in range(writers)]
     with multiprocessing.get_context("spawn").Pool(writers) as pool:
         pool.map(warm_up, range(writers))  # imports done: time the merges, not interpreter start-up
         started = time.perf_counter()
@@ -137,16 +145,17 @@ def assert_no_lost_update_and_no_duplicate(outcome: dict[str, Any], writers: int
     )
 
 
-def test_eight_processes_on_postgres_and_s3(
-    shared_servers: Any, catalog_name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.mark.parametrize("lock", [True, False], ids=["writer-lock", "optimistic-only"])
+def test_eight_processes_on_postgres_and_s3(shared_servers: Any, catalog_name: str, tmp_path: Path, lock: bool) -> None:
     from tests.conftest import shared_properties
 
     config = CascadeConfig(
         home=tmp_path, catalog_name=catalog_name, catalog_properties=shared_properties(shared_servers, catalog_name)
     )
-    outcome = run_writers(config, writers=8, batches=5, size=150, attempts=config.commit_attempts)
+    outcome = run_writers(config, writers=8, batches=5, size=150, attempts=config.commit_attempts, lock=lock)
     assert_no_lost_update_and_no_duplicate(outcome, 8, 5)
+    if lock:
+        assert max(outcome["attempts"]) == 1  # with the per-table writer lock nobody loses a race
 
 
 def test_two_processes_on_the_embedded_sqlite_catalog(tmp_path: Path) -> None:

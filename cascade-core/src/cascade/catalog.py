@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import time
+from collections.abc import Iterator
 
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import NoSuchTableError, NotInstalledError
@@ -180,3 +183,36 @@ def ensure_branch(table: Table, branch: str) -> Table:
     assert main is not None
     table.manage_snapshots().create_branch(main.snapshot_id, branch).commit()
     return table
+
+
+@contextlib.contextmanager
+def writer_lock(table: Table, branch: str, *, wait_seconds: float) -> Iterator[bool]:
+    """Let one Cascade writer at a time plan and commit to ``table``'s ``branch``, where the catalog can.
+
+    On a SQL catalog in PostgreSQL this is a transaction-scoped advisory lock, released at the
+    end or when the holder's connection dies (a killed worker never leaves it held). Waiting is
+    bounded by ``wait_seconds``, after which the merge goes ahead optimistically. Elsewhere it
+    is a no-op, and concurrent merges rely on the commit's head check and re-planning alone;
+    the lock only spares the work a lost race throws away. Yields whether the lock is held.
+    """
+    engine = getattr(table.catalog, "engine", None)
+    if engine is None or engine.dialect.name != "postgresql" or wait_seconds <= 0:
+        yield False
+        return
+    key = int.from_bytes(hashlib.sha256(f"{'.'.join(table.name())}@{branch}".encode()).digest()[:8], "big", signed=True)
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        try:
+            connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(wait_seconds * 1000)}ms'")
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%(key)s)", {"key": key})
+            held = True
+        except Exception:  # timed out waiting, or the catalog is down: the commit check still guards
+            transaction.rollback()
+            transaction = connection.begin()
+            held = False
+        try:
+            yield held
+        finally:
+            # releases the lock (the transaction changed nothing); a dead connection released it already
+            with contextlib.suppress(Exception):
+                transaction.rollback()

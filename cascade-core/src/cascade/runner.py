@@ -28,6 +28,7 @@ from cascade.catalog import (
     open_catalog,
     storage_endpoint,
     table_identifier,
+    writer_lock,
 )
 from cascade.config import CascadeConfig, load_config
 from cascade.conform import conform, reject_null_keys
@@ -388,16 +389,17 @@ def _merge(
         if before_commit is not None:
             before_commit(plan)
 
-    return merge_into(
-        table,
-        rows,
-        spec.unique_key,
-        branch=resolved.branch,
-        snapshot_properties=resolved.snapshot_properties,
-        stable_partitions=spec.stable_partitions,
-        max_attempts=resolved.config.commit_attempts,
-        before_commit=commit_guard,
-    )
+    with writer_lock(table, resolved.branch, wait_seconds=resolved.context.remaining_seconds()) as locked:
+        return merge_into(
+            table.refresh() if locked else table,
+            rows,
+            spec.unique_key,
+            branch=resolved.branch,
+            snapshot_properties=resolved.snapshot_properties,
+            stable_partitions=spec.stable_partitions,
+            max_attempts=resolved.config.commit_attempts,
+            before_commit=commit_guard,
+        )
 
 
 def report_result(
