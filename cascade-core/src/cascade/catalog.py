@@ -43,7 +43,7 @@ def open_catalog(config: CascadeConfig) -> Catalog:
         except Exception as error:
             # A SQL catalog creates its own tables on first open; concurrent first opens race
             # there, and the loser succeeds when it opens again.
-            where = f"catalog {config.catalog_name!r} ({redact(props.get('uri', props.get('type', '?')))})"
+            where = describe_catalog(config)
             if isinstance(error, (ImportError, NotInstalledError, ValueError)):
                 raise ConfigurationError(
                     f"{where} is misconfigured: {type(error).__name__}: {redact(str(error))}"
@@ -76,6 +76,12 @@ def use_write_ahead_log(catalog: Catalog) -> None:
 def first_line(text: str) -> str:
     """Database drivers append SQL and background links; the first line says what happened."""
     return text.strip().splitlines()[0] if text.strip() else text
+
+
+def describe_catalog(config: CascadeConfig) -> str:
+    """The catalog for error messages: its name and URI (or type), secrets masked."""
+    props = config.catalog
+    return f"catalog {config.catalog_name!r} ({redact(props.get('uri', props.get('type', '?')))})"
 
 
 def storage_endpoint(config: CascadeConfig) -> str:
@@ -199,7 +205,8 @@ def writer_lock(table: Table, branch: str, *, wait_seconds: float) -> Iterator[b
     if engine is None or engine.dialect.name != "postgresql" or wait_seconds <= 0:
         yield False
         return
-    key = int.from_bytes(hashlib.sha256(f"{'.'.join(table.name())}@{branch}".encode()).digest()[:8], "big", signed=True)
+    name = f"{table.catalog.name}:{'.'.join(table.name())}@{branch}"  # catalogs may share one database
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
     with engine.connect() as connection:
         transaction = connection.begin()
         try:

@@ -213,9 +213,10 @@ def merge_into(
         except Exception as error:
             # The catalog may have applied the commit before failing to say so (a timeout, a
             # lost connection, a 5xx): look for this merge's commit id before anything else.
-            landed = _find_commit(table, branch, properties[COMMIT_ID])
+            checked, landed = _find_commit(table, branch, properties[COMMIT_ID])
             if landed is None:
-                _delete_files(table, written)
+                if checked:  # it did not land: its files are ours to remove
+                    _delete_files(table, written)
                 if commit_outcome_unknown(error) and attempt < max_attempts:
                     continue
                 raise
@@ -234,20 +235,24 @@ def commit_outcome_unknown(error: BaseException) -> bool:
     return bool(names & {"CommitStateUnknownException", "ServerError", "OperationalError", "OSError", "TimeoutError"})
 
 
-def _find_commit(table: Table, branch: str, commit_id: str) -> int | None:
-    """The snapshot on ``branch`` whose summary carries ``commit_id``, if that commit landed."""
+def _find_commit(table: Table, branch: str, commit_id: str) -> tuple[bool, int | None]:
+    """Whether the history could be read, and the snapshot on ``branch`` carrying ``commit_id``.
+
+    ``(False, None)``: the catalog cannot be read either, so the commit may have landed and its
+    data files must stay (an orphan costs space; deleting a committed file loses data).
+    """
     try:
         table = table.refresh()
     except Exception:
-        return None  # cannot tell; the caller treats the commit as not applied and keeps its files
+        return False, None
     snapshot = table.snapshot_by_name(branch)
     for _ in range(HISTORY_SEARCH_DEPTH):
         if snapshot is None:
-            return None
+            break
         if snapshot.summary is not None and snapshot.summary.get(COMMIT_ID) == commit_id:
-            return snapshot.snapshot_id
+            return True, snapshot.snapshot_id
         snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
-    return None
+    return True, None
 
 
 def _pause_after_conflict(attempt: int, attempt_seconds: float) -> None:

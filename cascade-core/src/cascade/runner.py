@@ -22,6 +22,7 @@ from pyiceberg.table import Table
 
 from cascade.catalog import (
     check_branch_name,
+    describe_catalog,
     ensure_branch,
     ensure_table,
     first_line,
@@ -369,9 +370,8 @@ def merge(
     except Exception as error:
         if not any(c.__module__.startswith("sqlalchemy") for c in type(error).__mro__):
             raise
-        uri = redact(resolved.config.catalog.get("uri", "?"))
         raise CatalogError(
-            f"{where}: catalog {resolved.config.catalog_name!r} ({uri}) failed: "
+            f"{where}: {describe_catalog(resolved.config)} failed: "
             f"{type(error).__name__}: {redact(first_line(str(error)))}"
         ) from None
 
