@@ -355,11 +355,13 @@ def history_command(
 
 
 branch_app = typer.Typer(help="Iceberg branches of a table: list, create, drop, publish.", no_args_is_help=True)
+TableArgument = Annotated[str, typer.Argument(metavar="TABLE")]
+BranchArgument = Annotated[str, typer.Argument(metavar="NAME")]
 app.add_typer(branch_app, name="branch")
 
 
 @branch_app.command("list")
-def branch_list(table_name: Annotated[str, typer.Argument(metavar="TABLE")]) -> None:
+def branch_list(table_name: TableArgument) -> None:
     """Branches and the snapshot each points at."""
     from cascade.catalog import branches
 
@@ -373,8 +375,8 @@ def branch_list(table_name: Annotated[str, typer.Argument(metavar="TABLE")]) -> 
 
 @branch_app.command("create")
 def branch_create(
-    table_name: Annotated[str, typer.Argument(metavar="TABLE")],
-    name: Annotated[str, typer.Argument(metavar="NAME")],
+    table_name: TableArgument,
+    name: BranchArgument,
 ) -> None:
     """Create branch NAME at main's head."""
     from cascade.tables import create_branch
@@ -388,8 +390,8 @@ def branch_create(
 
 @branch_app.command("drop")
 def branch_drop(
-    table_name: Annotated[str, typer.Argument(metavar="TABLE")],
-    name: Annotated[str, typer.Argument(metavar="NAME")],
+    table_name: TableArgument,
+    name: BranchArgument,
 ) -> None:
     """Drop branch NAME (its snapshots stay until expired)."""
     from cascade.tables import drop_branch
@@ -403,8 +405,8 @@ def branch_drop(
 
 @branch_app.command("publish")
 def branch_publish(
-    table_name: Annotated[str, typer.Argument(metavar="TABLE")],
-    name: Annotated[str, typer.Argument(metavar="NAME")],
+    table_name: TableArgument,
+    name: BranchArgument,
 ) -> None:
     """Fast-forward main to branch NAME; refused when main has diverged from it."""
     from cascade.tables import publish_branch
