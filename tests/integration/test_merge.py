@@ -250,7 +250,7 @@ def test_keys_compare_after_casting(catalog: SqlCatalog) -> None:
     schema = Schema(NestedField(1, "id", LongType(), required=False), NestedField(2, "v", StringType(), required=False))
     table = catalog.create_table("n.cast", schema=schema)
     merge_into(table, pa.table({"id": pa.array([1, 2], pa.int32()), "v": ["a", "b"]}), "id")
-    outcome = merge_into(table, pa.table({"id": pa.array(["2", "3"]), "v": ["b2", "c"]}), "id")
+    outcome = merge_into(table, pa.table({"id": pa.array([2, 3], pa.int16()), "v": ["b2", "c"]}), "id")
     assert (outcome.rows_updated, outcome.rows_inserted) == (1, 1)
     assert sorted(table.refresh().scan().to_arrow().to_pylist(), key=lambda r: r["id"]) == [
         {"id": 1, "v": "a"},

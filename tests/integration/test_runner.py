@@ -202,7 +202,7 @@ def test_composite_key_asset(registry, config: CascadeConfig) -> None:
         pytest.param(
             [{"id": "x", "name": "X", "age": "forty"}],
             SchemaMismatchError,
-            ["asset 'people', partition 2024-01-02", "column 'age'", "cannot be cast"],
+            ["asset 'people', partition 2024-01-02", "column 'age'", "record 0 (key {'id': 'x'})", "is not an integer"],
             id="uncastable",
         ),
         pytest.param(

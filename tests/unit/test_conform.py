@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pyarrow as pa
 import pytest
 from pyiceberg.schema import Schema
-from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
+from pyiceberg.types import DoubleType, IntegerType, LongType, NestedField, StringType, TimestamptzType
 
 from cascade.conform import conform, null_safe_equal, reject_null_keys
 from cascade.errors import NullKeyError, SchemaMismatchError
@@ -18,10 +20,65 @@ SCHEMA = Schema(
 
 
 def test_casts_orders_and_fills_missing_optional_columns() -> None:
-    batch = pa.table({"n": pa.array(["1", "2"]), "id": ["a", "b"]})
+    batch = pa.table({"n": pa.array([1, 2], pa.int32()), "id": ["a", "b"]})
     rows = conform(batch, SCHEMA)
     assert rows.column_names == ["id", "n", "at"]
     assert rows.column("n").to_pylist() == [1, 2] and rows.column("at").null_count == 2
+
+
+def test_an_empty_batch_conforms_whatever_the_schema_requires() -> None:
+    rows = conform(pa.table({}), SCHEMA)
+    assert rows.num_rows == 0 and rows.column_names == ["id", "n", "at"]
+
+
+WIDE = Schema(
+    NestedField(1, "id", StringType(), required=True),
+    NestedField(2, "d", DoubleType(), required=False),
+    NestedField(3, "i", IntegerType(), required=False),
+    NestedField(4, "s", StringType(), required=False),
+    NestedField(5, "at", TimestamptzType(), required=False),
+)
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "message"),
+    [
+        pytest.param("d", pa.array([True]), "holds bool values, which a double column", id="bool-in-double"),
+        pytest.param("i", pa.array(["7"]), "holds string values, which a int column", id="string-in-int"),
+        pytest.param("i", pa.array([1.5]), "holds double values, which a int column", id="float-in-int"),
+        pytest.param("s", pa.array([7]), "holds int64 values, which a string column", id="int-in-string"),
+        pytest.param(
+            "s",
+            pa.array([dt.datetime(2024, 1, 1, tzinfo=dt.UTC)]),
+            "holds timestamp.*values, which a string column",
+            id="timestamp-in-string",
+        ),
+        pytest.param(
+            "i",
+            pa.array([2**40]),
+            r"column 'i' cannot be stored as int.*at row 0 \(key \{'id': 'k'\}\)",
+            id="overflow",
+        ),
+        pytest.param("d", pa.array([2**53 + 1]), r"column 'd' cannot be stored as double", id="inexact-double"),
+    ],
+)
+def test_refuses_a_cast_that_would_change_values(column: str, values: pa.Array, message: str) -> None:
+    batch = pa.table({"id": ["k"], column: values})
+    with pytest.raises(SchemaMismatchError, match=message):
+        conform(batch, WIDE, where="asset 'x'", keys=("id",))
+
+
+def test_lossless_casts_keep_every_value() -> None:
+    at = "2024-01-01T10:00:00+05:00"
+    batch = pa.table({"id": ["k"], "d": pa.array([2**53]), "i": pa.array([-(2**31)]), "at": pa.array([at])})
+    rows = conform(batch, WIDE)
+    assert rows.column("d").to_pylist() == [float(2**53)] and rows.column("i").to_pylist() == [-(2**31)]
+    assert rows.column("at").to_pylist() == [dt.datetime.fromisoformat(at)]
+
+
+def test_nan_keys_are_refused_as_nan() -> None:
+    with pytest.raises(NullKeyError, match=r"1 row\(s\) have a NaN in the unique key column 'k'"):
+        reject_null_keys(pa.table({"k": [1.0, float("nan")]}), ("k",))
 
 
 @pytest.mark.parametrize(
@@ -32,7 +89,7 @@ def test_casts_orders_and_fills_missing_optional_columns() -> None:
         ),
         pytest.param({"n": [1]}, r"asset 'x': required column 'id' is missing", id="missing-required"),
         pytest.param({"id": [None], "n": [1]}, r"required column 'id' has 1 null", id="null-required"),
-        pytest.param({"id": ["a"], "n": ["seven"]}, r"column 'n' cannot be cast from string to int64", id="uncastable"),
+        pytest.param({"id": ["a"], "n": ["7"]}, r"column 'n' holds string values, which a long", id="uncastable"),
     ],
 )
 def test_refuses_what_would_lose_data_naming_the_column(batch: dict[str, list[object]], message: str) -> None:
@@ -50,3 +107,14 @@ def test_null_safe_equal_treats_two_nulls_as_equal() -> None:
     assert null_safe_equal(left, right).to_pylist() == [True, True, False, False]
     nested = pa.array([[1], None]), pa.array([[1], [2]])
     assert null_safe_equal(*nested).to_pylist() == [True, False]
+
+
+def test_null_safe_equal_treats_nan_as_equal_to_itself() -> None:
+    nan = float("nan")
+    assert null_safe_equal(pa.array([nan, nan, 1.0, None]), pa.array([nan, 1.0, nan, nan])).to_pylist() == [
+        True,
+        False,
+        False,
+        False,
+    ]
+    assert null_safe_equal(pa.array([[nan]]), pa.array([[nan]])).to_pylist() == [True]

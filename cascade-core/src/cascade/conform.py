@@ -1,6 +1,16 @@
-"""Conform a batch to an Iceberg table's schema: cast, fill, and refuse what would lose data."""
+"""Conform a batch to an Iceberg table's schema: cast, fill, and refuse what would change data.
+
+A cast is allowed only when every value survives it unchanged: widening integers, integers into
+doubles (within 2^53), timestamp units, decimals to a wider scale, strings into the temporal
+types they spell. A boolean in a double column, a number in a string column, a timestamp in a
+string column, a float in an integer column: each is refused naming the column.
+"""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -9,19 +19,26 @@ from pyiceberg.schema import Schema
 
 from cascade.errors import NullKeyError, SchemaMismatchError
 
+EXAMPLE_ROWS = 3  # offending rows named in an error
+OFFENDER_SLICE = 4096
+
 
 def arrow_schema(schema: Schema) -> pa.Schema:
     """The Arrow schema Cascade writes for an Iceberg schema (no field-id metadata)."""
     return schema_to_pyarrow(schema, include_field_ids=False)
 
 
-def conform(batch: pa.Table, schema: Schema, *, where: str = "batch") -> pa.Table:
+def conform(batch: pa.Table, schema: Schema, *, where: str = "batch", keys: tuple[str, ...] = ()) -> pa.Table:
     """Cast ``batch`` to ``schema``'s columns and order.
 
-    Missing optional columns become nulls; a column the schema lacks, a column that cannot be
-    cast, or a null in a required column raises :class:`SchemaMismatchError` naming the column.
+    Missing optional columns become nulls; a column the schema lacks, a column whose values
+    would change in the cast, or a null in a required column raises :class:`SchemaMismatchError`
+    naming the column (and, where it can, the keys of offending rows). An empty batch is empty
+    whatever the schema requires.
     """
     target = arrow_schema(schema)
+    if batch.num_rows == 0:
+        return target.empty_table()
     extra = [name for name in batch.column_names if target.get_field_index(name) < 0]
     if extra:
         raise SchemaMismatchError(
@@ -37,35 +54,149 @@ def conform(batch: pa.Table, schema: Schema, *, where: str = "batch") -> pa.Tabl
             continue
         column = batch.column(field.name)
         if column.type != field.type:
-            column = _cast(column, field, where)
+            declared = str(schema.find_field(field.name).field_type)
+            column = cast_exactly(column, field, declared, where=where, batch=batch, keys=keys)
         if not field.nullable and column.null_count:
             raise SchemaMismatchError(f"{where}: required column {field.name!r} has {column.null_count} null value(s)")
         columns.append(column)
     return pa.Table.from_arrays(columns, schema=target)
 
 
-def _cast(column: pa.ChunkedArray, field: pa.Field, where: str) -> pa.ChunkedArray:
-    try:
-        return column.cast(field.type)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+def exact_cast_allowed(source: pa.DataType, target: pa.DataType) -> bool:
+    """Whether a cast from ``source`` to ``target`` can keep every value (checked values aside)."""
+    if source == target or pa.types.is_null(source):
+        return True
+    return _kind(target) in EXACT_CASTS.get(_kind(source), frozenset())
+
+
+def _kind(data_type: pa.DataType) -> str:
+    for kind, test in KINDS:
+        if test(data_type):
+            return kind
+    return str(data_type)
+
+
+KINDS: tuple[tuple[str, Callable[[pa.DataType], bool]], ...] = (
+    ("integer", pa.types.is_integer),
+    ("floating", pa.types.is_floating),
+    ("string", lambda t: bool(pa.types.is_string(t) or pa.types.is_large_string(t))),
+    ("binary", lambda t: bool(pa.types.is_binary(t) or pa.types.is_large_binary(t))),
+    ("binary", pa.types.is_fixed_size_binary),
+    ("timestamp", pa.types.is_timestamp),
+    ("date", pa.types.is_date),
+    ("time", pa.types.is_time),
+    ("decimal", pa.types.is_decimal),
+    ("nested", pa.types.is_nested),
+)
+EXACT_CASTS: dict[str, frozenset[str]] = {
+    "integer": frozenset({"integer", "floating", "decimal"}),  # range and exactness checked by the safe cast
+    "floating": frozenset({"floating"}),
+    # strings into the temporal types they spell; nested values arrive from dlt as JSON text
+    "string": frozenset({"string", "timestamp", "date", "time", "nested"}),
+    "binary": frozenset({"binary"}),
+    "timestamp": frozenset({"timestamp"}),
+    "date": frozenset({"date"}),
+    "time": frozenset({"time"}),
+    "decimal": frozenset({"decimal"}),
+    "nested": frozenset({"nested"}),
+}
+
+
+def cast_exactly(
+    column: pa.ChunkedArray,
+    field: pa.Field,
+    declared: str,
+    *,
+    where: str,
+    batch: pa.Table,
+    keys: tuple[str, ...] = (),
+) -> pa.ChunkedArray:
+    """Cast ``column`` to ``field``'s type (the Iceberg type ``declared``), refusing any value the cast would change."""
+    source, target = column.type, field.type
+    if not exact_cast_allowed(source, target):
         raise SchemaMismatchError(
-            f"{where}: column {field.name!r} cannot be cast from {column.type} to {field.type}: {error}"
-        ) from None
+            f"{where}: column {field.name!r} holds {source} values, which a {declared} column cannot store unchanged; "
+            "convert them in the source or change the column's type in iceberg_schema"
+        )
+    if pa.types.is_nested(target) and (pa.types.is_string(source) or pa.types.is_large_string(source)):
+        return _parse_json(column, field, declared, where)
+    try:
+        return column.cast(target, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        offenders = _offenders(column, target, batch, keys)
+        message = f"{where}: column {field.name!r} cannot be stored as {declared}: {error}{offenders}"
+        raise SchemaMismatchError(message) from None
+
+
+def _offenders(column: pa.ChunkedArray, target: pa.DataType, batch: pa.Table, keys: tuple[str, ...]) -> str:
+    """Where the first values that fail the cast are: their row positions and keys."""
+    values = column.combine_chunks()
+    bad: list[int] = []
+    for start in range(0, len(values), OFFENDER_SLICE):  # slices first, then rows within a failing slice
+        if len(bad) >= EXAMPLE_ROWS:
+            break
+        if _casts(values.slice(start, OFFENDER_SLICE), target):
+            continue
+        stop = min(start + OFFENDER_SLICE, len(values))
+        bad.extend(p for p in range(start, stop) if not _casts(values.slice(p, 1), target))
+        bad = bad[:EXAMPLE_ROWS]
+    if not bad:
+        return ""
+    named = [f"row {p}" + (f" (key {_key_at(batch, keys, p)})" if keys else "") for p in bad]
+    return f" (at {', '.join(named)})"
+
+
+def _casts(values: pa.Array, target: pa.DataType) -> bool:
+    try:
+        values.cast(target, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    return True
+
+
+def _key_at(batch: pa.Table, keys: tuple[str, ...], position: int) -> dict[str, Any]:
+    return {k: batch.column(k)[position].as_py() for k in keys if k in batch.column_names}
+
+
+def _parse_json(column: pa.ChunkedArray, field: pa.Field, declared: str, where: str) -> pa.ChunkedArray:
+    try:
+        values = [None if text is None else json.loads(text) for text in column.to_pylist()]
+        return pa.chunked_array([pa.array(values, type=field.type)], type=field.type)
+    except (ValueError, TypeError, pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise SchemaMismatchError(f"{where}: column {field.name!r} cannot be stored as {declared}: {error}") from None
 
 
 def reject_null_keys(batch: pa.Table, keys: tuple[str, ...], *, where: str = "batch") -> None:
-    """Raise :class:`NullKeyError` when any row has a null in a unique-key column."""
+    """Raise :class:`NullKeyError` when any row has a null (or NaN) in a unique-key column."""
     for key in keys:
-        nulls = batch.column(key).null_count
-        if nulls:
-            raise NullKeyError(f"{where}: {nulls} row(s) have a null unique key column {key!r}")
+        column = batch.column(key)
+        if column.null_count:
+            raise NullKeyError(f"{where}: {column.null_count} row(s) have a null unique key column {key!r}")
+        if pa.types.is_floating(column.type):
+            nans = pc.sum(pc.is_nan(column)).as_py() or 0
+            if nans:
+                raise NullKeyError(f"{where}: {nans} row(s) have a NaN in the unique key column {key!r}")
 
 
 def null_safe_equal(left: pa.ChunkedArray | pa.Array, right: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
-    """Element-wise equality where null == null is True."""
+    """Element-wise equality where null == null and NaN == NaN are True (a stored value equals itself)."""
     try:
         equal = pc.equal(left, right)
     except pa.ArrowNotImplementedError:  # nested types: compare as Python values
-        return pa.array([a == b for a, b in zip(left.to_pylist(), right.to_pylist(), strict=True)], pa.bool_())
-    both_null = pc.and_(pc.is_null(left), pc.is_null(right))
-    return pc.or_(pc.fill_null(equal, False), both_null)
+        same = [_same(a, b) for a, b in zip(left.to_pylist(), right.to_pylist(), strict=True)]
+        return pa.chunked_array([pa.array(same, pa.bool_())], pa.bool_())
+    same = pc.and_(pc.is_null(left), pc.is_null(right))
+    if pa.types.is_floating(left.type) and pa.types.is_floating(right.type):
+        same = pc.or_(same, pc.fill_null(pc.and_(pc.is_nan(left), pc.is_nan(right)), False))
+    return pc.or_(pc.fill_null(equal, False), same)
+
+
+def _same(left: Any, right: Any) -> bool:
+    """Python-value equality with NaN equal to NaN, inside lists and structs too."""
+    if isinstance(left, float) and isinstance(right, float) and left != left and right != right:
+        return True
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(_same(a, b) for a, b in zip(left, right, strict=True))
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(_same(left[k], right[k]) for k in left)
+    return bool(left == right)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import inspect
+import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar
@@ -141,6 +142,7 @@ def build_spec(
     if not isinstance(iceberg_schema, Schema):
         raise fail("iceberg_schema", f"expected a pyiceberg Schema, got {type(iceberg_schema).__name__}")
     columns = {f.name for f in iceberg_schema.fields}
+    _check_normalized([f.name for f in iceberg_schema.fields], "iceberg_schema", fail)
     if INGESTED_AT in columns:
         raise fail("iceberg_schema", f"{INGESTED_AT!r} is added by Cascade; remove it from the schema")
     keys = _check_unique_key(unique_key, columns, fail)
@@ -184,7 +186,8 @@ Fail = Callable[[str, str], AssetDefinitionError]
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A real, finite number (NaN would compare false with every limit and so mean "no limit")."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check_identifier(value: object, parameter: str, fail: Fail) -> None:
@@ -193,15 +196,32 @@ def _check_identifier(value: object, parameter: str, fail: Fail) -> None:
 
 
 def _check_unique_key(unique_key: str | Sequence[str], columns: set[str], fail: Fail) -> tuple[str, ...]:
-    keys = (unique_key,) if isinstance(unique_key, str) else tuple(unique_key)
-    if not keys or not all(isinstance(k, str) for k in keys):
+    if isinstance(unique_key, str):
+        keys: tuple[object, ...] = (unique_key,)
+    elif isinstance(unique_key, Sequence):
+        keys = tuple(unique_key)
+    else:
         raise fail("unique_key", f"must be a column name or a tuple of column names, got {unique_key!r}")
-    if len(set(keys)) != len(keys):
-        raise fail("unique_key", f"names a column twice: {keys!r}")
-    missing = [k for k in keys if k not in columns]
+    if not keys or not all(isinstance(k, str) and k for k in keys):
+        raise fail("unique_key", f"must name at least one column, each a non-empty string, got {unique_key!r}")
+    names = tuple(str(k) for k in keys)
+    if len(set(names)) != len(names):
+        raise fail("unique_key", f"names a column twice: {names!r}")
+    _check_normalized(names, "unique_key", fail)
+    missing = [k for k in names if k not in columns]
     if missing:
         raise fail("unique_key", f"column(s) {missing} not in iceberg_schema (columns: {sorted(columns)})")
-    return keys
+    return names
+
+
+def _check_normalized(names: Sequence[str], parameter: str, fail: Fail) -> None:
+    """Columns are named as dlt names them, or no staged column would ever match."""
+    from cascade.records import normalized_name
+
+    renamed = {name: normalized_name(name) for name in names if normalized_name(name) != name}
+    if renamed:
+        described = ", ".join(f"{name!r} becomes {new!r}" for name, new in renamed.items())
+        raise fail(parameter, f"column names must be in dlt's normalized form: {described}; use the normalized names")
 
 
 def _check_partition_spec(spec: PartitionSpec | None, schema: Schema, fail: Fail) -> PartitionSpec:

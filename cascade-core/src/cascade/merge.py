@@ -96,6 +96,11 @@ class MergeOutcome:
     def committed(self) -> bool:
         return self.commit_attempts > 0 and (self.files_added > 0 or self.files_rewritten > 0)
 
+    @classmethod
+    def nothing(cls, snapshot_id: int | None = None) -> MergeOutcome:
+        """The outcome of a merge that had no rows to merge."""
+        return cls(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, snapshot_id, 0)
+
 
 @dataclass(frozen=True)
 class MergePlan:

@@ -117,6 +117,9 @@ class Hooks:
             except Exception as error:
                 raise self._hook_error("cascade_after_extract", plugin, context, error) from error
             if replaced is not None:
+                problem = changed_beyond_rows(rows, replaced)
+                if problem is not None:
+                    raise self._hook_error("cascade_after_extract", plugin, context, ValueError(problem))
                 rows = replaced
         return rows
 
@@ -161,3 +164,24 @@ def register(plugin: object, name: str | None = None) -> str:
 
 def unregister(name: str) -> None:
     _hooks.unregister(name)
+
+
+def changed_beyond_rows(received: pa.Table, returned: object) -> str | None:
+    """Why a table an ``after_extract`` hook returned is not allowed, or ``None``.
+
+    A hook may drop, add or change rows, but it returns the schema it received, and
+    ``_cascade_ingested_at`` (Cascade's stamp of this run) unchanged.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from cascade.spec import INGESTED_AT
+
+    if not isinstance(returned, pa.Table):
+        return f"returned {type(returned).__name__}, not a pyarrow Table"
+    if not returned.schema.equals(received.schema):
+        return f"returned the schema {returned.schema.names} instead of the one it received {received.schema.names}"
+    stamps = pc.unique(received.column(INGESTED_AT))
+    if returned.num_rows and not pc.all(pc.is_in(returned.column(INGESTED_AT), value_set=stamps)).as_py():
+        return f"changed {INGESTED_AT!r}, which Cascade sets"
+    return None

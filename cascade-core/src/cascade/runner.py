@@ -51,6 +51,7 @@ from cascade.ingestion import CascadeAsset
 from cascade.logs import configure_logging
 from cascade.merge import MergeOutcome, MergePlan, merge_into
 from cascade.plugins import hooks
+from cascade.records import RecordGuard, column_hints, guard_source
 from cascade.redaction import redact
 from cascade.registry import registry
 from cascade.results import IngestionResult
@@ -92,6 +93,11 @@ class ResolvedRun:
     @property
     def identifier(self) -> str:
         return f"{self.namespace}.{self.table_name}"
+
+    @property
+    def where(self) -> str:
+        """How errors name this run."""
+        return f"asset {self.asset.spec.name!r}, partition {self.partition}"
 
     @property
     def snapshot_properties(self) -> dict[str, str]:
@@ -275,6 +281,8 @@ def extract_source(resolved: ResolvedRun) -> Any:
     try:
         with running(resolved.context):
             source = asset.fn(resolved.partition, **kwargs)
+            guard = RecordGuard(asset.spec.iceberg_schema, asset.spec.unique_key, where=resolved.where)
+            source = guard_source(source, guard, column_hints(asset.spec.iceberg_schema))
             pipeline = make_pipeline(resolved.place, dataset=resolved.namespace)
             extract(pipeline, source)
     except CascadeError:
@@ -284,11 +292,13 @@ def extract_source(resolved: ResolvedRun) -> Any:
     return pipeline
 
 
-def source_error(error: BaseException, *, asset: str, partition: str) -> RunError:
+def source_error(error: BaseException, *, asset: str, partition: str) -> CascadeError:
     """Turn what a dlt source raised into Cascade's error, transient or terminal, secrets masked."""
     for cause in underlying_errors(error):
-        if isinstance(cause, CascadeError) and isinstance(cause, RunError):
+        if isinstance(cause, RunError):
             return cause
+        if isinstance(cause, SchemaMismatchError):  # a record refused by cascade.records
+            return SchemaMismatchError(str(cause))
         response = getattr(cause, "response", None)
         status = getattr(response, "status_code", None)
         if status is not None:
@@ -338,9 +348,8 @@ def stage_batch(resolved: ResolvedRun, pipeline: Any) -> StagedBatch:
 def validate(resolved: ResolvedRun, staged: pa.Table) -> tuple[pa.Table, ValidationReport]:
     """Conform to the table schema, then run the Pandera model; raises on any failure."""
     spec = resolved.asset.spec
-    where = f"asset {spec.name!r}, partition {resolved.partition}"
-    rows = conform(staged, spec.table_schema, where=where)
-    reject_null_keys(rows, spec.unique_key, where=where)
+    rows = conform(staged, spec.table_schema, where=resolved.where, keys=spec.unique_key)
+    reject_null_keys(rows, spec.unique_key, where=resolved.where)
     model = spec.validation_schema if spec.validate else None
     report = validate_batch(rows, model)
     hooks().after_validation(resolved.context, report)
@@ -352,8 +361,9 @@ def merge(
     resolved: ResolvedRun, rows: pa.Table, before_commit: Callable[[MergePlan], None] | None = None
 ) -> MergeOutcome:
     """Create the table and branch when missing, then merge in one atomic snapshot."""
-    spec = resolved.asset.spec
-    where = f"asset {spec.name!r}, partition {resolved.partition}"
+    where = resolved.where
+    if rows.num_rows == 0:  # an empty partition commits nothing, whatever the schema requires
+        return MergeOutcome.nothing()
     try:
         return _merge(resolved, rows, before_commit)
     except SchemaMismatchError as error:

@@ -24,6 +24,7 @@ import dlt
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from cascade.faults import crash_point
+from cascade.records import restore_source_order
 
 DLT_COLUMNS = ("_dlt_id", "_dlt_load_id")
 
@@ -98,7 +99,7 @@ def stage(pipeline: dlt.Pipeline) -> StagedBatch:
     if len(resources) > 1:
         raise MultipleTablesError(sorted(resources))
     crash_point("mid-stage")
-    data = read_parquet(files)
+    data = restore_source_order(read_parquet(files))
     return StagedBatch(
         data=data.drop_columns([c for c in DLT_COLUMNS if c in data.column_names]),
         files=tuple(files),

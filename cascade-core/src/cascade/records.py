@@ -1,0 +1,371 @@
+"""What Cascade does to each record on its way from the source into dlt.
+
+Three things dlt would otherwise decide for us, each of which changed values:
+
+* **order**: dlt may write a batch as several files and reads them back in no set order, so
+  every record is numbered as the source yields it (``_cascade_seq``) and the staged batch is
+  put back in that order: "the last record wins" means the last one the source yielded;
+* **types**: dlt infers a column's type from the first values it sees (an ISO-8601 string
+  becomes a timestamp) and coerces later values to it (``True`` becomes ``1.0``). Cascade hands
+  dlt the Iceberg schema's types as column hints, and refuses a value that its column cannot
+  hold unchanged, naming the column, the record's position and its key;
+* **non-finite floats**: dlt's extract files are JSON, which has no NaN or infinity, so dlt
+  stores them as null. They travel beside the record (``_cascade_nonfinite``) and are put back
+  after staging.
+
+Arrow tables and pandas frames pass through dlt untouched, so they are only numbered; their
+types are checked when the batch is conformed (:mod:`cascade.conform`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import math
+import numbers
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.schema import Schema
+from pyiceberg.types import (
+    BinaryType,
+    BooleanType,
+    DateType,
+    DecimalType,
+    DoubleType,
+    FixedType,
+    FloatType,
+    IcebergType,
+    IntegerType,
+    ListType,
+    LongType,
+    MapType,
+    StringType,
+    StructType,
+    TimestampType,
+    TimestamptzType,
+    TimeType,
+    UUIDType,
+)
+
+from cascade.errors import SchemaMismatchError
+
+SEQUENCE = "_cascade_seq"
+NONFINITE = "_cascade_nonfinite"
+TRANSPORT_COLUMNS = (SEQUENCE, NONFINITE)
+
+EXACT_FLOAT_INTEGER = 2**53  # integers beyond this change value when stored as a double
+INTEGER_RANGE = {IntegerType: (-(2**31), 2**31 - 1), LongType: (-(2**63), 2**63 - 1)}
+
+Check = Callable[[Any], str | None]
+"""Returns why a (non-null) value cannot be stored unchanged in its column, or ``None`` if it can."""
+
+
+def normalized_name(name: str) -> str:
+    """The column name dlt gives a source field (dlt's default ``snake_case`` naming)."""
+    from dlt.common.normalizers.naming.snake_case import NamingConvention
+
+    return str(NamingConvention().normalize_identifier(name))
+
+
+def column_hints(schema: Schema) -> dict[str, dict[str, Any]]:
+    """dlt column hints that make dlt stage each declared column with its Iceberg type.
+
+    Without them dlt infers types from values and reinterprets strings that look like dates.
+    """
+    return {field.name: _dlt_column(field.field_type) for field in schema.fields}
+
+
+def _dlt_column(field_type: IcebergType) -> dict[str, Any]:
+    match field_type:
+        case StringType() | UUIDType():
+            return {"data_type": "text"}
+        case IntegerType():
+            return {"data_type": "bigint", "precision": 32}
+        case LongType():
+            return {"data_type": "bigint"}
+        case FloatType() | DoubleType():
+            return {"data_type": "double"}
+        case BooleanType():
+            return {"data_type": "bool"}
+        case TimestamptzType():
+            return {"data_type": "timestamp", "timezone": True, "precision": 6}
+        case TimestampType():
+            return {"data_type": "timestamp", "timezone": False, "precision": 6}
+        case DateType():
+            return {"data_type": "date"}
+        case TimeType():
+            return {"data_type": "time", "precision": 6}
+        case DecimalType():
+            return {"data_type": "decimal", "precision": field_type.precision, "scale": field_type.scale}
+        case BinaryType() | FixedType():
+            return {"data_type": "binary"}
+        case _:  # struct, list, map: kept whole as JSON by dlt, parsed back into the nested type
+            return {"data_type": "json"}
+
+
+def value_check(field_type: IcebergType) -> Check:
+    """The check a source value must pass to be stored unchanged in a column of ``field_type``."""
+    match field_type:
+        case StringType():
+            return _only(str, "a string")
+        case UUIDType():
+            return _only((str, uuid.UUID), "a UUID or its string")
+        case IntegerType() | LongType():
+            low, high = INTEGER_RANGE[type(field_type)]
+            return lambda v: _integer(v, low, high)
+        case FloatType() | DoubleType():
+            return _floating
+        case BooleanType():
+            return _boolean
+        case TimestamptzType() | TimestampType():
+            return _timestamp
+        case DateType():
+            return _date
+        case TimeType():
+            return _only((dt.time, str), "a time or an ISO-8601 time string")
+        case DecimalType():
+            return lambda v: _decimal(v, field_type.precision, field_type.scale)
+        case BinaryType() | FixedType():
+            return _only((bytes, bytearray), "bytes")
+        case StructType():
+            names = {f.name for f in field_type.fields}
+            return lambda v: _struct(v, names)
+        case ListType():
+            return _only((list, tuple), "a list")
+        case MapType():
+            return _only(Mapping, "a mapping")
+        case _:
+            return lambda v: None
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
+
+
+def _only(types: type | tuple[type, ...], wanted: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if isinstance(value, types) else f"{_describe(value)} is not {wanted}"
+
+    return check
+
+
+def _integer(value: Any, low: int, high: int) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return f"{_describe(value)} is not an integer"
+    if not low <= int(value) <= high:
+        return f"{value} is out of the column's range [{low}, {high}]"
+    return None
+
+
+def _floating(value: Any) -> str | None:
+    if isinstance(value, float):  # numpy's float64 is one too
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return f"{_describe(value)} is not a number"
+    if isinstance(value, numbers.Integral) and abs(int(value)) > EXACT_FLOAT_INTEGER:
+        return f"the integer {value} cannot be stored exactly as a double"
+    return None
+
+
+def _boolean(value: Any) -> str | None:
+    if isinstance(value, bool) or type(value).__name__ == "bool_":  # numpy's bool_ is no bool
+        return None
+    return f"{_describe(value)} is not a boolean"
+
+
+def _timestamp(value: Any) -> str | None:
+    if isinstance(value, dt.datetime):
+        return None
+    if isinstance(value, str):
+        try:
+            dt.datetime.fromisoformat(value)
+        except ValueError:
+            return f"the string {value!r} is not an ISO-8601 timestamp"
+        return None
+    return f"{_describe(value)} is not a timestamp or an ISO-8601 string"
+
+
+def _date(value: Any) -> str | None:
+    if isinstance(value, dt.datetime):
+        return f"{_describe(value)} is a timestamp, not a date"
+    if isinstance(value, dt.date):
+        return None
+    if isinstance(value, str):
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError:
+            return f"the string {value!r} is not an ISO-8601 date"
+        return None
+    return f"{_describe(value)} is not a date"
+
+
+def _decimal(value: Any, precision: int, scale: int) -> str | None:
+    if isinstance(value, bool):
+        return f"{_describe(value)} is not a decimal"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return f"{value} is not a finite decimal"
+        value = decimal.Decimal(repr(value))
+    elif isinstance(value, numbers.Integral):
+        value = decimal.Decimal(int(value))
+    if not isinstance(value, decimal.Decimal) or not value.is_finite():
+        return f"{_describe(value)} is not a decimal"
+    exponent = int(value.as_tuple().exponent)
+    if -exponent > scale and value != value.quantize(decimal.Decimal(1).scaleb(-scale)):
+        return f"{value} has more than {scale} decimal places"
+    if value.adjusted() + 1 > precision - scale:
+        return f"{value} has more than {precision - scale} digits before the point"
+    return None
+
+
+def _struct(value: Any, names: set[str]) -> str | None:
+    if not isinstance(value, Mapping):
+        return f"{_describe(value)} is not an object"
+    unknown = [k for k in value if k not in names]
+    return f"fields {unknown} are not in the struct's fields {sorted(names)}" if unknown else None
+
+
+FAST_TYPES: dict[type[IcebergType], frozenset[type]] = {
+    StringType: frozenset({str}),
+    BooleanType: frozenset({bool}),
+    FloatType: frozenset({float}),
+    DoubleType: frozenset({float}),
+    TimestamptzType: frozenset({dt.datetime}),
+    TimestampType: frozenset({dt.datetime}),
+    DateType: frozenset({dt.date}),
+}
+"""Value types a column takes as they are, checked by ``type(value) in ...`` before any slower check."""
+
+
+class _Column:
+    """How one source field is checked: its column, the types taken as they are, the full check."""
+
+    __slots__ = ("check", "fast", "is_float", "name", "range")
+
+    def __init__(self, name: str, field_type: IcebergType) -> None:
+        self.name = name
+        self.fast = FAST_TYPES.get(type(field_type), frozenset())
+        self.range = INTEGER_RANGE.get(type(field_type))
+        self.is_float = isinstance(field_type, (FloatType, DoubleType))
+        self.check = value_check(field_type)
+
+
+class RecordGuard:
+    """A dlt map step: number each record, check its values, carry non-finite floats beside it."""
+
+    def __init__(self, schema: Schema, keys: tuple[str, ...], where: str) -> None:
+        self.where = where
+        self.keys = keys
+        self.columns = {f.name: _Column(f.name, f.field_type) for f in schema.fields}
+        self.fields: dict[str, _Column | None] = {}  # source field -> its column (dlt's normalized name)
+        self.position = 0
+
+    def __call__(self, item: Any) -> Any:
+        if isinstance(item, Mapping):
+            return self._record(item)
+        if isinstance(item, (pa.Table, pa.RecordBatch)):
+            return self._numbered(item)
+        if type(item).__name__ == "DataFrame" and hasattr(item, "to_records"):  # pandas
+            return self._numbered(pa.Table.from_pandas(item, preserve_index=False))
+        return item
+
+    def _numbered(self, table: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordBatch:
+        positions = pa.array(range(self.position, self.position + table.num_rows), pa.int64())
+        self.position += table.num_rows
+        if SEQUENCE in table.column_names:
+            table = table.drop_columns([SEQUENCE])
+        return table.append_column(SEQUENCE, positions)
+
+    def _column(self, field: str) -> _Column | None:
+        if field not in self.fields:
+            self.fields[field] = self.columns.get(normalized_name(field))  # None: conforming names it
+        return self.fields[field]
+
+    def _record(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        row = dict(item)
+        nonfinite: dict[str, str] | None = None
+        for field, value in item.items():
+            if value is None:
+                continue
+            column = self.fields[field] if field in self.fields else self._column(field)
+            if column is None:
+                continue
+            kind = type(value)
+            if kind in column.fast:
+                if not column.is_float or math.isfinite(value):
+                    continue
+            elif kind is int and column.range is not None and column.range[0] <= value <= column.range[1]:
+                continue
+            else:
+                problem = column.check(value)
+                if problem is not None:
+                    raise SchemaMismatchError(
+                        f"{self.where}: column {column.name!r}, {self._record_name(item)}: {problem}"
+                    )
+                if not column.is_float or math.isfinite(value):
+                    continue
+            nonfinite = nonfinite or {}
+            nonfinite[column.name] = repr(float(value))
+            row[field] = None
+        row[SEQUENCE] = self.position
+        if nonfinite:
+            row[NONFINITE] = json.dumps(nonfinite)
+        self.position += 1
+        return row
+
+    def _record_name(self, item: Mapping[str, Any]) -> str:
+        by_column = {(c.name if (c := self._column(k)) else k): v for k, v in item.items()}
+        key = {k: by_column.get(k) for k in self.keys}
+        return f"record {self.position} (key {key})"
+
+
+def guard_source(source: Any, guard: RecordGuard, hints: dict[str, dict[str, Any]]) -> Any:
+    """Add the guard and the column hints to every selected resource of a dlt source or resource."""
+    for resource in _resources(source):
+        resource.apply_hints(columns=hints)
+        resource.add_map(guard)
+    return source
+
+
+def _resources(source: Any) -> Iterator[Any]:
+    from dlt.extract import DltResource, DltSource
+
+    if isinstance(source, DltResource):
+        yield source
+    elif isinstance(source, DltSource):
+        yield from source.selected_resources.values()
+
+
+def restore_source_order(batch: pa.Table) -> pa.Table:
+    """The staged rows in the order the source yielded them, non-finite floats put back."""
+    if SEQUENCE in batch.column_names:
+        order = pc.sort_indices(batch.column(SEQUENCE))
+        batch = batch.take(order).drop_columns([SEQUENCE])
+    if NONFINITE in batch.column_names:
+        batch = _put_back_nonfinite(batch)
+    return batch
+
+
+def _put_back_nonfinite(batch: pa.Table) -> pa.Table:
+    carried = batch.column(NONFINITE)
+    batch = batch.drop_columns([NONFINITE])
+    if carried.null_count == len(carried):
+        return batch
+    values: dict[str, list[Any]] = {}
+    for row, text in enumerate(carried.to_pylist()):
+        if text is None:
+            continue
+        for column, value in json.loads(text).items():
+            if column not in values:
+                values[column] = batch.column(column).to_pylist()
+            values[column][row] = float(value)
+    for column, restored in values.items():
+        index = batch.column_names.index(column)
+        batch = batch.set_column(index, column, pa.array(restored, batch.column(column).type))
+    return batch

@@ -1,0 +1,329 @@
+"""The values a source sends are the values stored, or the run is refused naming the column.
+
+A plugin written as an outsider would (a ``dlt.resource`` over plain records or Arrow tables)
+runs through ``cascade.run`` on a real SQLite catalog; the table is compared with a dict model
+built from the records in the order the source yielded them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyiceberg.schema import Schema
+from pyiceberg.types import (
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    ListType,
+    LongType,
+    NestedField,
+    StringType,
+    StructType,
+    TimestamptzType,
+)
+
+import cascade
+from cascade import INGESTED_AT, CascadeConfig, cascade_ingestion
+from cascade.errors import HookError, NullKeyError, SchemaMismatchError
+from cascade.plugins import hookimpl, register, unregister
+from cascade.registry import isolated_registry
+from tests.conftest import read_table, snapshot_id
+
+SCHEMA = Schema(
+    NestedField(1, "id", StringType(), required=True),
+    NestedField(2, "s", StringType(), required=False),
+    NestedField(3, "f", DoubleType(), required=False),
+    NestedField(4, "n", LongType(), required=False),
+    NestedField(5, "small", IntegerType(), required=False),
+    NestedField(6, "b", BooleanType(), required=False),
+    NestedField(7, "at", TimestamptzType(), required=False),
+    NestedField(8, "tags", ListType(9, StringType(), element_required=False), required=False),
+    NestedField(
+        10,
+        "point",
+        StructType(NestedField(11, "x", LongType(), required=False), NestedField(12, "label", StringType())),
+        required=False,
+    ),
+)
+COLUMNS = [f.name for f in SCHEMA.fields]
+TABLE = "fidelity.things"
+
+
+def things_asset(batches: dict[str, list[Any]]) -> Any:
+    """An outsider's asset: the day's items (dicts, or Arrow tables) as one dlt resource."""
+
+    @cascade_ingestion(table_name="things", unique_key="id", iceberg_schema=SCHEMA, group="fidelity")
+    def things(partition_date: str):
+        return dlt.resource(batches.get(partition_date, []), name="things")
+
+    return things
+
+
+@contextmanager
+def small_staging_files(items: int) -> Iterator[None]:
+    """Make dlt rotate its extract and normalize files every ``items`` records."""
+    previous = os.environ.get("DATA_WRITER__FILE_MAX_ITEMS")
+    os.environ["DATA_WRITER__FILE_MAX_ITEMS"] = str(items)
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["DATA_WRITER__FILE_MAX_ITEMS"]
+        else:
+            os.environ["DATA_WRITER__FILE_MAX_ITEMS"] = previous
+
+
+def stored(config: CascadeConfig) -> dict[str, dict[str, Any]]:
+    rows = read_table(config, TABLE).select(COLUMNS).to_pylist()
+    return {row["id"]: row for row in rows}
+
+
+def same(left: Any, right: Any) -> bool:
+    """Equality where NaN equals NaN, and strings must be equal code point for code point."""
+    if isinstance(left, float) and isinstance(right, float):
+        return (math.isnan(left) and math.isnan(right)) or left == right
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(same(left[k], right[k]) for k in left)
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(same(a, b) for a, b in zip(left, right, strict=True))
+    return type(left) is type(right) and left == right
+
+
+def expected_row(record: dict[str, Any]) -> dict[str, Any]:
+    row = {name: record.get(name) for name in COLUMNS}
+    if isinstance(row["at"], str):
+        row["at"] = dt.datetime.fromisoformat(row["at"])
+    if row["point"] is not None:
+        row["point"] = {"x": None, "label": None, **row["point"]}
+    if isinstance(row["f"], int):
+        row["f"] = float(row["f"])
+    return row
+
+
+def assert_table_equals_model(config: CascadeConfig, model: dict[str, dict[str, Any]]) -> None:
+    table = stored(config)
+    assert table.keys() == model.keys()
+    for key, record in model.items():
+        expected = expected_row(record)
+        for column in COLUMNS:
+            assert same(table[key][column], expected[column]), (key, column, table[key][column], expected[column])
+
+
+# --- hypothesis: random batches round-trip exactly --------------------------------------------------
+
+DATE_LIKE = st.sampled_from(
+    ["2024-01-01T10:00:00+05:00", "2024-01-01T05:00:00Z", "2024-01-01", "10:00", "1e3", "true", "null", "0", ""]
+)
+text = st.one_of(DATE_LIKE, st.text(max_size=12))
+keys = st.one_of(DATE_LIKE, st.text(min_size=1, max_size=6))
+floats = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**53), 2**53)
+aware = st.datetimes(
+    min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(2100, 1, 1), timezones=st.just(dt.UTC)
+).map(lambda t: t.replace(microsecond=t.microsecond))
+records = st.fixed_dictionaries(
+    {"id": keys},
+    optional={
+        "s": st.none() | text,
+        "f": st.none() | floats,
+        "n": st.none() | st.integers(-(2**63), 2**63 - 1),
+        "small": st.none() | st.integers(-(2**31), 2**31 - 1),
+        "b": st.none() | st.booleans(),
+        "at": st.none() | aware | aware.map(lambda t: t.isoformat()),
+        "tags": st.none() | st.lists(st.none() | text, max_size=3),
+        "point": st.none() | st.fixed_dictionaries({}, optional={"x": st.integers(-5, 5), "label": text}),
+    },
+)
+days = st.lists(st.lists(records, max_size=25), min_size=1, max_size=3)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(days=days, file_items=st.sampled_from([1, 3, 1000]))
+def test_random_batches_round_trip_exactly(days: list[list[dict[str, Any]]], file_items: int) -> None:
+    with tempfile.TemporaryDirectory() as home, isolated_registry(), small_staging_files(file_items):
+        config = CascadeConfig(home=Path(home))
+        batches = {f"2024-01-0{i + 1}": day for i, day in enumerate(days)}
+        asset = things_asset(batches)
+        model: dict[str, dict[str, Any]] = {}
+        for partition, day in batches.items():
+            result = cascade.run(asset, partition, config=config)
+            for record in day:  # the last record the source yielded wins
+                model[record["id"]] = record
+            assert result.rows_extracted == len(day)
+            if model:
+                assert_table_equals_model(config, model)
+
+
+def test_last_yielded_record_wins_across_many_staging_files(config: CascadeConfig) -> None:
+    # 4,000 records over 2,000 keys, the newer version of each key 2,000 records later
+    day = [{"id": f"k{i % 2000}", "n": i} for i in range(4000)]
+    with isolated_registry(), small_staging_files(100):
+        result = cascade.run(things_asset({"2024-01-01": day}), "2024-01-01", config=config)
+    assert len(result.staged_files) > 1
+    assert {k: r["n"] for k, r in stored(config).items()} == {f"k{i}": 2000 + i for i in range(2000)}
+    assert (result.rows_inserted, result.rows_deduplicated) == (2000, 2000)
+
+
+def test_arrow_items_keep_their_order_and_non_finite_floats(config: CascadeConfig) -> None:
+    pages = [
+        pa.table({"id": ["a", "b"], "f": [float("nan"), 1.0]}),
+        pa.table({"id": ["b", "c"], "f": [float("inf"), float("-inf")]}),
+        pa.table({"id": ["a"], "f": [2.0]}),
+    ]
+    with isolated_registry(), small_staging_files(1):
+        cascade.run(things_asset({"2024-01-01": pages}), "2024-01-01", config=config)
+    values = {k: r["f"] for k, r in stored(config).items()}
+    assert values["a"] == 2.0 and values["b"] == math.inf and values["c"] == -math.inf
+
+
+def test_strings_that_look_like_timestamps_stay_distinct_strings(config: CascadeConfig) -> None:
+    day = [{"id": "2024-01-01T10:00:00+05:00", "s": "2024-01-01"}, {"id": "2024-01-01T05:00:00Z", "s": "1e3"}]
+    with isolated_registry():
+        result = cascade.run(things_asset({"2024-01-01": day}), "2024-01-01", config=config)
+    assert (result.rows_extracted, result.rows_inserted, result.rows_deduplicated) == (2, 2, 0)
+    assert {k: r["s"] for k, r in stored(config).items()} == {
+        "2024-01-01T10:00:00+05:00": "2024-01-01",
+        "2024-01-01T05:00:00Z": "1e3",
+    }
+
+
+def test_nan_stays_nan_and_an_unchanged_nan_is_unchanged(config: CascadeConfig) -> None:
+    day = [{"id": "a", "f": float("nan")}, {"id": "b", "f": float("inf")}]
+    with isolated_registry():
+        asset = things_asset({"2024-01-01": day})
+        cascade.run(asset, "2024-01-01", config=config)
+        again = cascade.run(asset, "2024-01-01", config=config)
+    values = {k: r["f"] for k, r in stored(config).items()}
+    assert math.isnan(values["a"]) and values["b"] == math.inf
+    assert (again.rows_unchanged, again.committed) == (2, False)
+
+
+# --- what cannot be stored unchanged is refused by name ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("record", "fragments"),
+    [
+        pytest.param({"f": True}, ["column 'f'", "bool True is not a number"], id="bool-in-double"),
+        pytest.param({"n": "12"}, ["column 'n'", "str '12' is not an integer"], id="string-in-long"),
+        pytest.param({"n": 1.5}, ["column 'n'", "float 1.5 is not an integer"], id="float-in-long"),
+        pytest.param({"n": 2**63}, ["column 'n'", "out of the column's range"], id="long-overflow"),
+        pytest.param({"small": 2**31}, ["column 'small'", "out of the column's range"], id="int-overflow"),
+        pytest.param({"f": 2**60}, ["column 'f'", "cannot be stored exactly as a double"], id="inexact-double"),
+        pytest.param({"s": 5}, ["column 's'", "int 5 is not a string"], id="int-in-string"),
+        pytest.param({"at": "yesterday"}, ["column 'at'", "not an ISO-8601 timestamp"], id="bad-timestamp"),
+        pytest.param({"point": {"y": 1}}, ["column 'point'", "fields ['y'] are not in the struct"], id="struct-field"),
+    ],
+)
+def test_a_value_its_column_cannot_hold_is_refused_naming_it(
+    config: CascadeConfig, record: dict[str, Any], fragments: list[str]
+) -> None:
+    batches = {"2024-01-01": [{"id": "good"}], "2024-01-02": [{"id": "ok"}, {"id": "bad", **record}]}
+    with isolated_registry():
+        asset = things_asset(batches)
+        cascade.run(asset, "2024-01-01", config=config)
+        before = snapshot_id(config, TABLE)
+        with pytest.raises(SchemaMismatchError) as caught:
+            cascade.run(asset, "2024-01-02", config=config)
+    message = str(caught.value)
+    for fragment in ["asset 'things', partition 2024-01-02", "record 1 (key {'id': 'bad'})", *fragments]:
+        assert fragment in message
+    assert snapshot_id(config, TABLE) == before
+
+
+def test_an_arrow_value_its_column_cannot_hold_is_refused_naming_it(config: CascadeConfig) -> None:
+    pages = [pa.table({"id": ["a", "b"], "small": pa.array([1, 2**40], pa.int64())})]
+    with isolated_registry(), pytest.raises(SchemaMismatchError) as caught:
+        cascade.run(things_asset({"2024-01-01": pages}), "2024-01-01", config=config)
+    assert "column 'small' cannot be stored as int" in str(caught.value)
+    assert "row 1 (key {'id': 'b'})" in str(caught.value)
+    assert snapshot_id(config, TABLE) is None
+
+
+def test_a_nan_key_is_refused_as_a_nan_key(registry, config: CascadeConfig) -> None:
+    schema = Schema(NestedField(1, "k", DoubleType(), required=False))
+
+    @cascade_ingestion(table_name="nan_keys", unique_key="k", iceberg_schema=schema, group="fidelity")
+    def nan_keys(partition_date: str):
+        return dlt.resource([{"k": 1.0}, {"k": float("nan")}], name="nan_keys")
+
+    with pytest.raises(NullKeyError, match=r"1 row\(s\) have a NaN in the unique key column 'k'"):
+        cascade.run(nan_keys, "2024-01-01", config=config)
+
+
+def test_an_empty_day_commits_nothing_and_succeeds(config: CascadeConfig) -> None:
+    with isolated_registry():
+        asset = things_asset({"2024-01-01": [{"id": "a"}], "2024-01-02": []})
+        first = cascade.run(asset, "2024-01-01", config=config)
+        empty = cascade.run(asset, "2024-01-02", config=config)
+    assert (empty.rows_extracted, empty.rows_inserted, empty.committed) == (0, 0, False)
+    assert snapshot_id(config, TABLE) == first.snapshot_id
+
+
+def test_an_empty_first_day_creates_no_table(config: CascadeConfig) -> None:
+    with isolated_registry():
+        result = cascade.run(things_asset({}), "2024-01-01", config=config)
+    assert (result.rows_extracted, result.committed, result.snapshot_id) == (0, False, None)
+    assert snapshot_id(config, TABLE) is None
+
+
+# --- _cascade_ingested_at belongs to Cascade ---------------------------------------------------------
+
+
+class DropsStamp:
+    @hookimpl
+    def cascade_after_extract(self, context: Any, rows: pa.Table) -> pa.Table:
+        return rows.drop_columns([INGESTED_AT])
+
+
+class RewritesStamp:
+    @hookimpl
+    def cascade_after_extract(self, context: Any, rows: pa.Table) -> pa.Table:
+        stamp = pa.array([dt.datetime(2000, 1, 1, tzinfo=dt.UTC)] * rows.num_rows, pa.timestamp("us", tz="UTC"))
+        return rows.set_column(rows.column_names.index(INGESTED_AT), INGESTED_AT, stamp)
+
+
+class FiltersRows:
+    @hookimpl
+    def cascade_after_extract(self, context: Any, rows: pa.Table) -> pa.Table:
+        return rows.filter(pa.array([value != "drop" for value in rows.column("id").to_pylist()]))
+
+
+@pytest.mark.parametrize(
+    ("plugin", "fragment"),
+    [
+        pytest.param(DropsStamp(), "instead of the one it received", id="drops"),
+        pytest.param(RewritesStamp(), "changed '_cascade_ingested_at'", id="rewrites"),
+    ],
+)
+def test_a_hook_cannot_touch_the_ingestion_stamp(config: CascadeConfig, plugin: object, fragment: str) -> None:
+    register(plugin, name="stamp-meddler")
+    try:
+        with isolated_registry(), pytest.raises(HookError) as caught:
+            cascade.run(things_asset({"2024-01-01": [{"id": "a"}]}), "2024-01-01", config=config)
+    finally:
+        unregister("stamp-meddler")
+    assert "plugin 'stamp-meddler'" in str(caught.value) and fragment in str(caught.value)
+    assert snapshot_id(config, TABLE) is None
+
+
+def test_a_hook_may_drop_rows(config: CascadeConfig) -> None:
+    register(FiltersRows(), name="row-filter")
+    try:
+        with isolated_registry():
+            cascade.run(things_asset({"2024-01-01": [{"id": "a"}, {"id": "drop"}]}), "2024-01-01", config=config)
+    finally:
+        unregister("row-filter")
+    assert set(stored(config)) == {"a"}
+    assert read_table(config, TABLE).column(INGESTED_AT).null_count == 0
