@@ -59,7 +59,10 @@ NONFINITE = "_cascade_nonfinite"
 TRANSPORT_COLUMNS = (SEQUENCE, NONFINITE)
 
 EXACT_FLOAT_INTEGER = 2**53  # integers beyond this change value when stored as a double
-INTEGER_RANGE = {IntegerType: (-(2**31), 2**31 - 1), LongType: (-(2**63), 2**63 - 1)}
+INTEGER_RANGE: dict[type[IcebergType], tuple[int, int]] = {
+    IntegerType: (-(2**31), 2**31 - 1),
+    LongType: (-(2**63), 2**63 - 1),
+}
 
 Check = Callable[[Any], str | None]
 """Returns why a (non-null) value cannot be stored unchanged in its column, or ``None`` if it can."""
