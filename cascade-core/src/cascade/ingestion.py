@@ -13,9 +13,11 @@ from typing import Any, Generic, ParamSpec, TypeVar
 from croniter import croniter
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.schema import Schema
+from pyiceberg.transforms import DayTransform, IdentityTransform
+from pyiceberg.types import DateType, TimestampType, TimestamptzType
 
 from cascade.errors import AssetDefinitionError
-from cascade.spec import DEFAULT_START_DATE, INGESTED_AT, AssetSpec
+from cascade.spec import DEFAULT_START_DATE, INGESTED_AT, MODES, AssetSpec
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -65,6 +67,8 @@ def cascade_ingestion(
     namespace: str | None = None,
     stable_partitions: bool = False,
     start_date: str | dt.date | None = None,
+    mode: str = "merge",
+    partition_column: str | None = None,
 ) -> Callable[[Callable[P, R]], CascadeAsset[P, R]]:
     """Declare an ingestion asset: the decorated function returns a dlt source or resource.
 
@@ -75,6 +79,12 @@ def cascade_ingestion(
     to ``group``), ``stable_partitions`` (a key's partition columns never change, so merges may
     prune to the batch's partitions even when the partition source is not part of the key), and
     ``start_date`` (the first partition orchestrators should offer).
+
+    ``mode="replace_partition"`` makes each run replace its partition: rows of the partition date
+    whose keys the batch lacks are deleted in the same snapshot. Which rows belong to a partition
+    is read from ``partition_column`` (a date or timestamp column) or, when not given, from a day
+    partition of ``partition_spec``. A resource declared ``write_disposition="replace"`` asks for
+    the same at run time.
 
     Every mistake raises :class:`AssetDefinitionError` naming the asset and the parameter.
     """
@@ -99,6 +109,8 @@ def cascade_ingestion(
             namespace=namespace,
             stable_partitions=stable_partitions,
             start_date=start_date,
+            mode=mode,
+            partition_column=partition_column,
         )
         asset = CascadeAsset(fn, spec)
         register(asset)
@@ -125,6 +137,8 @@ def build_spec(
     namespace: str | None,
     stable_partitions: bool,
     start_date: str | dt.date | None,
+    mode: str = "merge",
+    partition_column: str | None = None,
 ) -> AssetSpec:
     """Check every parameter and return the frozen spec; pure apart from inspecting ``fn``."""
     name = getattr(fn, "__name__", repr(fn))
@@ -160,6 +174,11 @@ def build_spec(
         raise fail("validate", f"must be True or False, got {validate!r}")
     if validation_schema is not None:
         _check_validation_schema(validation_schema, fail)
+    day_column = _check_partition_column(partition_column, iceberg_schema, spec, fail)
+    if mode not in MODES:
+        raise fail("mode", f"must be one of {list(MODES)}, got {mode!r}")
+    if mode == "replace_partition" and day_column is None:
+        raise fail("mode", REPLACE_NEEDS_A_DAY)
     return AssetSpec(
         name=name,
         table_name=table_name,
@@ -177,6 +196,8 @@ def build_spec(
         validate=validate,
         stable_partitions=bool(stable_partitions),
         start_date=_check_start_date(start_date, fail),
+        mode=mode,
+        partition_column=day_column,
         description=inspect.getdoc(fn) or "",
         plugin=getattr(fn, "__module__", "") or "",
     )
@@ -244,6 +265,31 @@ def _check_partition_spec(spec: PartitionSpec | None, schema: Schema, fail: Fail
                 f"transform {partition_field.transform} cannot apply to column {source.name!r} ({source.field_type})",
             )
     return spec
+
+
+REPLACE_NEEDS_A_DAY = (
+    "replace_partition must know which rows belong to a partition date: pass partition_column= "
+    "(a date or timestamp column), or a partition_spec with a day partition of such a column"
+)
+
+
+def _check_partition_column(column: str | None, schema: Schema, spec: PartitionSpec, fail: Fail) -> str | None:
+    """The column whose day says which partition a row belongs to: declared, or the spec's day partition."""
+    day_types = (DateType, TimestampType, TimestamptzType)
+    if column is not None:
+        if not isinstance(column, str) or column not in {f.name for f in schema.fields}:
+            raise fail("partition_column", f"{column!r} is not a column of iceberg_schema")
+        if not isinstance(schema.find_field(column).field_type, day_types):
+            raise fail("partition_column", f"{column!r} must be a date or timestamp column")
+        return column
+    for partition_field in spec.fields:
+        source = schema.find_field(partition_field.source_id)
+        by_day = isinstance(partition_field.transform, DayTransform) or (
+            isinstance(partition_field.transform, IdentityTransform) and isinstance(source.field_type, DateType)
+        )
+        if by_day and isinstance(source.field_type, day_types):
+            return source.name
+    return None
 
 
 def _check_freshness(freshness: object, fail: Fail) -> tuple[float, float] | None:

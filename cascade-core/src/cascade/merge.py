@@ -20,6 +20,7 @@ planned again against the new snapshot, within ``max_attempts``.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import random
 import threading
@@ -37,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.conversions import from_bytes
 from pyiceberg.exceptions import CommitFailedException, ValidationException
-from pyiceberg.io.pyarrow import _dataframe_to_data_files
+from pyiceberg.io.pyarrow import _dataframe_to_data_files, schema_to_pyarrow
 from pyiceberg.manifest import DataFile, ManifestContent, ManifestFile
 from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.schema import Schema
@@ -91,6 +92,7 @@ class MergeOutcome:
     bytes_written: int
     snapshot_id: int | None
     commit_attempts: int
+    rows_deleted: int = 0
 
     @property
     def committed(self) -> bool:
@@ -115,13 +117,39 @@ class MergePlan:
     files_considered: int
     files_read: int
     bytes_read: int
+    rows_deleted: int = 0
 
     @property
     def changes_nothing(self) -> bool:
-        return self.rows_inserted == 0 and self.rows_updated == 0
+        return self.rows_inserted == 0 and self.rows_updated == 0 and self.rows_deleted == 0
 
 
 BeforeCommit = Callable[[MergePlan], None]
+
+
+@dataclass(frozen=True)
+class PartitionReplace:
+    """Replace one partition: stored rows whose ``column`` falls on ``day`` and whose key the batch
+    lacks are deleted in the merge's snapshot, so the partition holds exactly the batch."""
+
+    column: str
+    day: dt.date
+
+    def bounds(self, data_type: pa.DataType) -> tuple[Any, Any]:
+        """The day as ``[low, high)`` in the column's own type (timestamps: UTC for a timestamptz)."""
+        if pa.types.is_date(data_type):
+            return self.day, self.day + dt.timedelta(days=1)
+        start = dt.datetime.combine(self.day, dt.time())
+        if getattr(data_type, "tz", None):
+            start = start.replace(tzinfo=dt.UTC)
+        return start, start + dt.timedelta(days=1)
+
+    def holds(self, values: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.bool_]:
+        """Which values fall on the day."""
+        low, high = self.bounds(values.type)
+        low_scalar, high_scalar = pa.scalar(low, values.type), pa.scalar(high, values.type)
+        inside = pc.and_(pc.greater_equal(values, low_scalar), pc.less(values, high_scalar))
+        return np.asarray(pc.fill_null(inside, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 @dataclass
@@ -151,8 +179,12 @@ def merge_into(
     max_attempts: int = 20,
     before_commit: BeforeCommit | None = None,
     chunk_rows: int | None = None,
+    replace: PartitionReplace | None = None,
 ) -> MergeOutcome:
     """Upsert ``batch`` into ``table`` on ``unique_key`` in one atomic snapshot on ``branch``.
+
+    With ``replace``, the rows of that partition whose keys the batch lacks are deleted in the
+    same snapshot (an empty batch empties the partition).
 
     ``stable_partitions`` declares that a key's partition columns never change, so pruning to
     the batch's partitions is exact even when the partition source is not part of the key.
@@ -163,6 +195,8 @@ def merge_into(
     """
     keys = (unique_key,) if isinstance(unique_key, str) else tuple(unique_key)
     if chunk_rows is not None:
+        if replace is not None:
+            raise ValueError("a partition replace needs the whole batch at once; it cannot be merged in chunks")
         return merge_in_chunks(
             table,
             batch,
@@ -190,7 +224,7 @@ def merge_into(
             table = table.refresh()
         started = time.monotonic()
         planned_at = _last_sequence_number(table)
-        plan = plan_merge(table, rows, keys, branch=branch, stable_partitions=stable_partitions)
+        plan = plan_merge(table, rows, keys, branch=branch, stable_partitions=stable_partitions, replace=replace)
         if plan.changes_nothing:
             head = table.snapshot_by_name(branch) or table.snapshot_by_name(MAIN_BRANCH)
             return _outcome(plan, batch.num_rows, deduplicated, [], head.snapshot_id if head else None, attempt - 1)
@@ -383,6 +417,7 @@ def _sum_outcomes(outcomes: list[MergeOutcome], head: Snapshot | None) -> MergeO
         bytes_written=total("bytes_written"),
         snapshot_id=head.snapshot_id if head else None,
         commit_attempts=total("commit_attempts"),
+        rows_deleted=total("rows_deleted"),
     )
 
 
@@ -403,6 +438,7 @@ def _outcome(
         bytes_written=sum(f.file_size_in_bytes for f in written),
         snapshot_id=snapshot_id,
         commit_attempts=attempts,
+        rows_deleted=plan.rows_deleted,
     )
 
 
@@ -464,6 +500,7 @@ class _StoredFile:
     data_file: DataFile
     rows: pa.Table
     positions: npt.NDArray[np.int64]
+    stale: npt.NDArray[np.bool_]  # rows of a replaced partition that the batch lacks
 
 
 def plan_merge(
@@ -473,10 +510,11 @@ def plan_merge(
     *,
     branch: str = MAIN_BRANCH,
     stable_partitions: bool = False,
+    replace: PartitionReplace | None = None,
 ) -> MergePlan:
     """Plan a merge of prepared ``rows`` against the branch's current snapshot; reads, never writes."""
     head = table.snapshot_by_name(branch) or table.snapshot_by_name(MAIN_BRANCH)
-    if head is None or rows.num_rows == 0:
+    if head is None or (rows.num_rows == 0 and replace is None):
         return MergePlan(
             base_snapshot_id=head.snapshot_id if head else None,
             replaced_files=(),
@@ -489,14 +527,15 @@ def plan_merge(
             bytes_read=0,
         )
     counter = _ReadCounter()
-    candidates = candidate_files(table, head, rows, keys, stable_partitions=stable_partitions)
-    stored = stored_files_with_keys(table, candidates, rows.select(list(keys)), keys, counter)
+    candidates = candidate_files(table, head, rows, keys, stable_partitions=stable_partitions, replace=replace)
+    stored = stored_files_with_keys(table, candidates, rows.select(list(keys)), keys, counter, replace)
     changed, stored_count = classify_batch(stored, rows, keys)
     replaced: list[DataFile] = []
     kept: list[pa.Table] = []
     for item in stored:
         removed = item.positions >= 0
         removed[removed] = changed[item.positions[removed]]
+        removed |= item.stale
         if not removed.any():
             continue  # every batch key in this file is unchanged: leave the file alone
         replaced.append(item.data_file)
@@ -513,24 +552,38 @@ def plan_merge(
         files_considered=len(candidates),
         files_read=counter.files,
         bytes_read=counter.bytes,
+        rows_deleted=int(sum(int(item.stale.sum()) for item in stored)),
     )
 
 
 def stored_files_with_keys(
-    table: Table, candidates: list[DataFile], batch_keys: pa.Table, keys: tuple[str, ...], counter: _ReadCounter
+    table: Table,
+    candidates: list[DataFile],
+    batch_keys: pa.Table,
+    keys: tuple[str, ...],
+    counter: _ReadCounter,
+    replace: PartitionReplace | None = None,
 ) -> list[_StoredFile]:
-    """Probe candidates on their key columns (in parallel); read whole only those holding batch keys."""
+    """Probe candidates on their key columns (in parallel); read whole only those holding batch keys.
+
+    With ``replace``, the partition column is probed too, and a file holding rows of the partition
+    that the batch lacks is read whole as well: those rows are *stale*, to be deleted.
+    """
+    probed = list(dict.fromkeys([*keys, *([replace.column] if replace else [])]))
 
     def probe(data_file: DataFile) -> _StoredFile | None:
-        file_keys, nbytes = _read_columns(table, data_file, list(keys))
+        file_keys, nbytes = _read_columns(table, data_file, probed)
         counter.add(data_file.file_path, nbytes)
-        positions = batch_positions(file_keys.cast(batch_keys.schema), batch_keys, keys)
-        if not (positions >= 0).any():
+        positions = batch_positions(file_keys.select(list(keys)).cast(batch_keys.schema), batch_keys, keys)
+        stale = np.zeros(len(positions), dtype=bool)
+        if replace is not None:
+            stale = replace.holds(file_keys.column(replace.column)) & (positions < 0)
+        if not (positions >= 0).any() and not stale.any():
             return None
         file_rows, nbytes = _read_columns(table, data_file, None)
         counter.add(data_file.file_path, nbytes)
         return _StoredFile(
-            data_file, conform(file_rows, table.schema(), where=f"data file {data_file.file_path}"), positions
+            data_file, conform(file_rows, table.schema(), where=f"data file {data_file.file_path}"), positions, stale
         )
 
     with ThreadPoolExecutor(max_workers=PROBE_THREADS) as pool:  # pyarrow reads release the GIL
@@ -596,7 +649,13 @@ def _as_stored(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray
 
 
 def candidate_files(
-    table: Table, head: Snapshot, rows: pa.Table, keys: tuple[str, ...], *, stable_partitions: bool
+    table: Table,
+    head: Snapshot,
+    rows: pa.Table,
+    keys: tuple[str, ...],
+    *,
+    stable_partitions: bool,
+    replace: PartitionReplace | None = None,
 ) -> list[DataFile]:
     """Data files of ``head`` that may hold a batch key, by partition and key-range statistics.
 
@@ -604,8 +663,10 @@ def candidate_files(
     partition is skipped unread; within the rest, entries are filtered by partition and key range.
     """
     schema, spec = table.schema(), table.spec()
-    partitions = batch_partitions(table, rows) if exact_partition_pruning(table, keys, stable_partitions) else None
+    prune = replace is None and exact_partition_pruning(table, keys, stable_partitions)
+    partitions = batch_partitions(table, rows) if prune else None
     ranges = [_sorted_key_values(schema, rows, key) for key in keys]
+    day = _day_range(schema, replace) if replace is not None else None
     manifests = head.manifests(table.io)
     if any(m.content == ManifestContent.DELETES and (m.added_files_count or m.existing_files_count) for m in manifests):
         raise SchemaMismatchError(
@@ -624,7 +685,9 @@ def candidate_files(
             data_file = entry.data_file
             if partitions is not None and current_spec and tuple(data_file.partition) not in partitions:  # type: ignore[arg-type]
                 continue
-            if all(_range_may_hold(data_file, key_range) for key_range in ranges):
+            if all(_range_may_hold(data_file, key_range) for key_range in ranges) or (
+                day is not None and _range_may_hold(data_file, day)
+            ):
                 found.append(data_file)
         return found
 
@@ -665,6 +728,7 @@ class _KeyRange:
     field_id: int
     iceberg_type: PrimitiveType
     values: npt.NDArray[Any] | None  # sorted distinct batch values; None when the type is not prunable
+    interval: npt.NDArray[Any] | None = None  # [first, last] of a closed interval of values, instead
 
 
 def _sorted_key_values(schema: Schema, rows: pa.Table, key: str) -> _KeyRange:
@@ -681,6 +745,19 @@ def _sorted_key_values(schema: Schema, rows: pa.Table, key: str) -> _KeyRange:
     return _KeyRange(iceberg_field.field_id, iceberg_type, _sorted(column).to_numpy(zero_copy_only=False))
 
 
+def _day_range(schema: Schema, replace: PartitionReplace) -> _KeyRange:
+    """The replaced day as a key range over its column: a file whose bounds miss it holds none of it."""
+    iceberg_field = schema.find_field(replace.column)
+    arrow_type = schema_to_pyarrow(iceberg_field.field_type)
+    low, high = replace.bounds(arrow_type)
+    edges = pa.array([low, high - dt.timedelta(microseconds=1) if isinstance(high, dt.datetime) else low], arrow_type)
+    if pa.types.is_timestamp(arrow_type):
+        edges = edges.cast(pa.timestamp("us", tz=arrow_type.tz)).cast(pa.int64())
+    else:
+        edges = edges.cast(pa.int32())
+    return _KeyRange(iceberg_field.field_id, cast(PrimitiveType, iceberg_field.field_type), None, edges.to_numpy())
+
+
 def _range_may_hold(data_file: DataFile, key_range: _KeyRange) -> bool:
     """Whether any batch key lies within the file's [lower, upper] bound for the key column.
 
@@ -688,13 +765,16 @@ def _range_may_hold(data_file: DataFile, key_range: _KeyRange) -> bool:
     and pyiceberg rounds a truncated upper bound up.
     """
     values = key_range.values
-    if values is None:
+    if values is None and key_range.interval is None:
         return True
     lower = (data_file.lower_bounds or {}).get(key_range.field_id)
     upper = (data_file.upper_bounds or {}).get(key_range.field_id)
     if lower is None or upper is None:
         return True
     low, high = from_bytes(key_range.iceberg_type, lower), from_bytes(key_range.iceberg_type, upper)
+    if key_range.interval is not None:
+        return bool(key_range.interval[0] <= high and low <= key_range.interval[1])
+    assert values is not None
     index = int(np.searchsorted(values, low, side="left"))
     return index < len(values) and values[index] <= high
 

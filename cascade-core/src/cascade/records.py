@@ -336,6 +336,15 @@ def guard_source(source: Any, guard: RecordGuard, hints: dict[str, dict[str, Any
     return source
 
 
+def requested_dispositions(source: Any) -> set[str]:
+    """The ``write_disposition`` each selected resource declares (dlt's default is ``append``)."""
+    found = set()
+    for resource in _resources(source):
+        disposition = resource.write_disposition
+        found.add(str(disposition.get("disposition") if isinstance(disposition, Mapping) else disposition))
+    return found
+
+
 def _resources(source: Any) -> Iterator[Any]:
     from dlt.extract import DltResource, DltSource
 

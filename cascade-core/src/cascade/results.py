@@ -35,6 +35,7 @@ class IngestionResult:
     validation: ValidationReport
     merge: MergeOutcome
     phase_seconds: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    rows_deleted: int = 0
 
     @property
     def duration_seconds(self) -> float:
@@ -53,6 +54,7 @@ class IngestionResult:
             "rows_updated": self.rows_updated,
             "rows_unchanged": self.rows_unchanged,
             "rows_deduplicated": self.rows_deduplicated,
+            "rows_deleted": self.rows_deleted,
             "snapshot_id": self.snapshot_id,
             "committed": self.committed,
             "bytes_staged": self.bytes_staged,

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from types import MappingProxyType
 from typing import Any
 
@@ -35,6 +36,7 @@ from cascade.config import CascadeConfig, load_config
 from cascade.conform import conform, reject_null_keys
 from cascade.context import RunContext, running
 from cascade.errors import (
+    AssetDefinitionError,
     CascadeError,
     CatalogError,
     ConfigurationError,
@@ -47,15 +49,15 @@ from cascade.errors import (
     TransientSourceError,
 )
 from cascade.faults import crash_point
-from cascade.ingestion import CascadeAsset
+from cascade.ingestion import REPLACE_NEEDS_A_DAY, CascadeAsset
 from cascade.logs import configure_logging
-from cascade.merge import MergeOutcome, MergePlan, merge_into
+from cascade.merge import MergeOutcome, MergePlan, PartitionReplace, merge_into
 from cascade.plugins import hooks
-from cascade.records import RecordGuard, column_hints, guard_source
+from cascade.records import RecordGuard, column_hints, guard_source, requested_dispositions
 from cascade.redaction import redact
 from cascade.registry import registry
 from cascade.results import IngestionResult
-from cascade.spec import INGESTED_AT
+from cascade.spec import INGESTED_AT, AssetSpec
 from cascade.staging import (
     MultipleTablesError,
     NestedDataError,
@@ -163,6 +165,7 @@ def run(
                 "cascade.rows_inserted": result.rows_inserted,
                 "cascade.rows_updated": result.rows_updated,
                 "cascade.rows_unchanged": result.rows_unchanged,
+                "cascade.rows_deleted": result.rows_deleted,
                 "cascade.snapshot_id": result.snapshot_id or -1,
                 "cascade.commit_attempts": result.merge.commit_attempts,
             }
@@ -178,7 +181,7 @@ def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionRe
     where = {"asset": spec.name, "table": resolved.identifier}
     try:
         with traced("extract", timings, **where):
-            pipeline = extract_source(resolved)
+            pipeline, replacing = extract_source(resolved)
         crash_point("after-extract")
         check_deadline(resolved, "extract")
         with traced("stage", timings, **where) as span:
@@ -193,12 +196,14 @@ def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionRe
         crash_point("after-validate")
         check_deadline(resolved, "validate")
         with traced("merge", timings, rows_in=rows.num_rows, **where) as span:
-            outcome = merge(resolved, rows, before_commit=lambda plan: hooks().before_commit(resolved.context, plan))
+            veto = partial(hooks().before_commit, resolved.context)
+            outcome = merge(resolved, rows, before_commit=veto, replacing=replacing)
             span.set_attributes(
                 {
                     "cascade.rows_inserted": outcome.rows_inserted,
                     "cascade.rows_updated": outcome.rows_updated,
                     "cascade.rows_unchanged": outcome.rows_unchanged,
+                    "cascade.rows_deleted": outcome.rows_deleted,
                     "cascade.snapshot_id": outcome.snapshot_id or -1,
                     "cascade.commit_attempts": outcome.commit_attempts,
                 }
@@ -274,13 +279,17 @@ def check_deadline(resolved: ResolvedRun, after: str) -> None:
         )
 
 
-def extract_source(resolved: ResolvedRun) -> Any:
-    """Call the asset function and let dlt pull every record; returns the dlt pipeline."""
+def extract_source(resolved: ResolvedRun) -> tuple[Any, PartitionReplace | None]:
+    """Call the asset function and let dlt pull every record.
+
+    Returns the dlt pipeline, and the partition to replace when the run replaces its partition.
+    """
     asset = resolved.asset
     kwargs = {"context": resolved.context} if asset.accepts_context else {}
     try:
         with running(resolved.context):
             source = asset.fn(resolved.partition, **kwargs)
+            replacing = partition_replace(asset.spec, requested_dispositions(source), resolved.partition)
             guard = RecordGuard(asset.spec.iceberg_schema, asset.spec.unique_key, where=resolved.where)
             source = guard_source(source, guard, column_hints(asset.spec.iceberg_schema))
             pipeline = make_pipeline(resolved.place, dataset=resolved.namespace)
@@ -289,7 +298,31 @@ def extract_source(resolved: ResolvedRun) -> Any:
         raise
     except Exception as error:
         raise source_error(error, asset=asset.spec.name, partition=resolved.partition) from error
-    return pipeline
+    return pipeline, replacing
+
+
+HONOURED_DISPOSITIONS = ("append", "merge", "replace")
+
+
+def partition_replace(spec: AssetSpec, dispositions: set[str], partition: str) -> PartitionReplace | None:
+    """Whether this run replaces its partition: the asset's ``mode``, or a resource's ``replace``.
+
+    dlt's ``append`` (its default) and ``merge`` both mean Cascade's merge on the unique key; any
+    other disposition would be silently ignored, so it is refused.
+    """
+    unknown = sorted(dispositions - set(HONOURED_DISPOSITIONS))
+    if unknown:
+        raise AssetDefinitionError(
+            spec.name,
+            "write_disposition",
+            f"{unknown} is not honoured by Cascade (it takes {list(HONOURED_DISPOSITIONS)}: append and merge "
+            "upsert on the unique key, replace replaces the partition)",
+        )
+    if spec.mode != "replace_partition" and "replace" not in dispositions:
+        return None
+    if spec.partition_column is None:
+        raise AssetDefinitionError(spec.name, "write_disposition", f"'replace' is not possible: {REPLACE_NEEDS_A_DAY}")
+    return PartitionReplace(spec.partition_column, dt.date.fromisoformat(partition))
 
 
 def source_error(error: BaseException, *, asset: str, partition: str) -> CascadeError:
@@ -358,14 +391,19 @@ def validate(resolved: ResolvedRun, staged: pa.Table) -> tuple[pa.Table, Validat
 
 
 def merge(
-    resolved: ResolvedRun, rows: pa.Table, before_commit: Callable[[MergePlan], None] | None = None
+    resolved: ResolvedRun,
+    rows: pa.Table,
+    before_commit: Callable[[MergePlan], None] | None = None,
+    replacing: PartitionReplace | None = None,
 ) -> MergeOutcome:
     """Create the table and branch when missing, then merge in one atomic snapshot."""
     where = resolved.where
-    if rows.num_rows == 0:  # an empty partition commits nothing, whatever the schema requires
+    if rows.num_rows == 0 and replacing is None:  # an empty partition commits nothing, whatever the schema requires
         return MergeOutcome.nothing()
+    if replacing is not None:
+        check_rows_in_partition(rows, replacing, resolved.asset.spec.unique_key, where)
     try:
-        return _merge(resolved, rows, before_commit)
+        return _merge(resolved, rows, before_commit, replacing)
     except SchemaMismatchError as error:
         raise SchemaMismatchError(f"{where}: {error}") from None
     except CatalogError as error:
@@ -386,11 +424,29 @@ def merge(
         ) from None
 
 
+def check_rows_in_partition(rows: pa.Table, replacing: PartitionReplace, keys: tuple[str, ...], where: str) -> None:
+    """A replaced partition receives only its own rows: another day's row would be deleted next time."""
+    outside = ~replacing.holds(rows.column(replacing.column))
+    if outside.any():
+        first = int(outside.argmax())
+        example = {k: rows.column(k)[first].as_py() for k in keys}
+        raise SchemaMismatchError(
+            f"{where}: {int(outside.sum())} row(s) have {replacing.column!r} outside {replacing.day} "
+            f"(e.g. key {example}, {rows.column(replacing.column)[first].as_py()!r}); "
+            "a run that replaces its partition may only hold its rows"
+        )
+
+
 def _merge(
-    resolved: ResolvedRun, rows: pa.Table, before_commit: Callable[[MergePlan], None] | None = None
+    resolved: ResolvedRun,
+    rows: pa.Table,
+    before_commit: Callable[[MergePlan], None] | None = None,
+    replacing: PartitionReplace | None = None,
 ) -> MergeOutcome:
     spec = resolved.asset.spec
     catalog = open_catalog(resolved.config)
+    if replacing is not None and rows.num_rows == 0 and not catalog.table_exists(resolved.identifier):
+        return MergeOutcome.nothing()  # nothing to replace, and no table to create for an empty day
     table: Table = ensure_table(catalog, (resolved.namespace, resolved.table_name), spec)
     ensure_branch(table, resolved.branch)
 
@@ -409,6 +465,7 @@ def _merge(
             stable_partitions=spec.stable_partitions,
             max_attempts=resolved.config.commit_attempts,
             before_commit=commit_guard,
+            replace=replacing,
         )
 
 
@@ -430,6 +487,7 @@ def report_result(
         rows_updated=outcome.rows_updated,
         rows_unchanged=outcome.rows_unchanged,
         rows_deduplicated=outcome.rows_deduplicated,
+        rows_deleted=outcome.rows_deleted,
         snapshot_id=outcome.snapshot_id,
         committed=outcome.committed,
         staged_files=staged.files,

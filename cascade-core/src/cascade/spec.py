@@ -18,6 +18,10 @@ METADATA_COLUMNS = frozenset({INGESTED_AT})
 
 DEFAULT_START_DATE = dt.date(2024, 1, 1)
 
+MODES = ("merge", "replace_partition")
+"""``merge``: upsert on the key, keeping stored rows the batch lacks. ``replace_partition``: the
+partition holds exactly the batch afterwards (rows of the day whose keys the batch lacks are deleted)."""
+
 
 @dataclass(frozen=True)
 class AssetSpec:
@@ -39,6 +43,8 @@ class AssetSpec:
     validate: bool = True
     stable_partitions: bool = False
     start_date: dt.date = DEFAULT_START_DATE
+    mode: str = "merge"
+    partition_column: str | None = None
     description: str = ""
     plugin: str = field(default="", compare=False)
 
