@@ -1,0 +1,1 @@
+"""The design notes' example domain: one API, two ways to ingest it."""
