@@ -38,6 +38,8 @@ METADATA_PROPERTIES = {
     # Iceberg keeps every metadata.json ever written unless told otherwise; keep the last 100.
     TableProperties.METADATA_DELETE_AFTER_COMMIT_ENABLED: "true",
     TableProperties.METADATA_PREVIOUS_VERSIONS_MAX: str(TableProperties.METADATA_PREVIOUS_VERSIONS_MAX_DEFAULT),
+    # Said out loud so that pyiceberg's own appends to the table (cascade-runlog's) merge too.
+    TableProperties.MANIFEST_MERGE_ENABLED: "true",
 }
 """Table properties Cascade sets on the tables it creates, and adds to older tables on their next merge."""
 
