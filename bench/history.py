@@ -15,8 +15,9 @@ and two ways in:
     python bench/history.py --shapes hourly --ways merge_into --runs 600
     python bench/history.py --property commit.manifest.min-count-to-merge=20
 
-Prints, per window of runs (default 100): the median merge seconds (for ``run``, the whole run
-and its merge phase), manifests in the current snapshot, the current metadata file's size,
+Prints, per window of runs (default 100): the median merge seconds, wall and CPU (for ``run``, of
+the whole run, and the merge phase's wall seconds); CPU seconds of this process are the steadier
+figure on a shared machine, manifests in the current snapshot, the current metadata file's size,
 metadata files on disk, the snapshot's live data files and the data files on disk. Nothing is
 asserted: read the figures. Hook plugins are not loaded (``CASCADE_DISABLE_PLUGIN_AUTOLOAD``).
 
@@ -64,6 +65,7 @@ class Window:
 
     last_run: int
     median_seconds: float
+    median_cpu_seconds: float
     median_merge_seconds: float
     manifests: int
     metadata_bytes: int
@@ -154,6 +156,7 @@ def child(shape: str, way: str, runs: int, every: int, folder: Path, args: argpa
     arrow_schema = asset.spec.table_schema.as_arrow()
     windows: list[Window] = []
     seconds: list[float] = []
+    cpu_seconds: list[float] = []
     merge_seconds: list[float] = []
     maintenance_seconds = 0.0
     for run, (day, revised) in enumerate(schedule(shape, runs), start=1):
@@ -161,15 +164,17 @@ def child(shape: str, way: str, runs: int, every: int, folder: Path, args: argpa
             columns = readings(day, revised)
             stamp = dt.datetime.now(dt.UTC)
             batch = pa.table({**columns, cascade.INGESTED_AT: [stamp] * READINGS_PER_DAY}, schema=arrow_schema)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             cascade.merge_into(table, batch, "_id", stable_partitions=True)
             seconds.append(time.perf_counter() - started)
+            cpu_seconds.append(time.process_time() - cpu)
             merge_seconds.append(seconds[-1])
         else:
             date = (FIRST_DAY + dt.timedelta(days=day)).isoformat()
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             result = cascade.run(asset, date, config=config, tags={"bench/revised-hours": str(revised)})
             seconds.append(time.perf_counter() - started)
+            cpu_seconds.append(time.process_time() - cpu)
             merge_seconds.append(result.phase_seconds["merge"])
         if maintenance is not None and run % args.maintain_every == 0:
             started = time.perf_counter()
@@ -181,30 +186,32 @@ def child(shape: str, way: str, runs: int, every: int, folder: Path, args: argpa
                 Window(
                     last_run=run,
                     median_seconds=statistics.median(seconds),
+                    median_cpu_seconds=statistics.median(cpu_seconds),
                     median_merge_seconds=statistics.median(merge_seconds),
                     maintenance_seconds=maintenance_seconds,
                     **figures,
                 )
             )
             print(f"{shape} {way}: {windows[-1]}", file=sys.stderr, flush=True)
-            seconds, merge_seconds, maintenance_seconds = [], [], 0.0
+            seconds, cpu_seconds, merge_seconds, maintenance_seconds = [], [], [], 0.0
     return windows
 
 
 def print_table(shape: str, way: str, windows: list[Window]) -> None:
-    first = windows[0].median_seconds
+    first = windows[0]
     print(f"\n{shape} shape, {way}:")
     merge_column = " | merge phase s" if way == "run" else ""
     print(
-        f"| runs | median s{merge_column} | vs first | manifests | metadata.json KB | metadata files "
-        "| live files | files on disk | snapshots | maintenance s |"
+        f"| runs | median s | vs first{merge_column} | median CPU s | vs first | manifests | metadata.json KB "
+        "| metadata files | live files | files on disk | snapshots | maintenance s |"
     )
-    print("|---:|---:|" + ("---:|" if way == "run" else "") + "---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|" + ("---:|" if way == "run" else "") + "---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     start = 1
     for w in windows:
         merge = f" | {w.median_merge_seconds:.3f}" if way == "run" else ""
         print(
-            f"| {start}-{w.last_run} | {w.median_seconds:.3f}{merge} | {w.median_seconds / first:.2f}x "
+            f"| {start}-{w.last_run} | {w.median_seconds:.3f} | {w.median_seconds / first.median_seconds:.2f}x{merge} "
+            f"| {w.median_cpu_seconds:.3f} | {w.median_cpu_seconds / first.median_cpu_seconds:.2f}x "
             f"| {w.manifests} | {w.metadata_bytes / 1024:,.0f} | {w.metadata_files} | {w.live_files} | {w.data_files} "
             f"| {w.snapshots} | {w.maintenance_seconds:.2f} |"
         )
