@@ -143,10 +143,11 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """A short smoke run of every benchmark under bench/ (figures printed, no timing asserted).
 
-    For the real figures: ``python bench/merge.py`` and ``python bench/e2e.py`` (minutes).
+    For the real figures: ``python bench/merge.py``, ``python bench/e2e.py`` and ``python bench/history.py`` (minutes).
     """
     install_workspace(session)
     session.run("python", "bench/merge.py", "--smoke", "--methods", "cascade", "upsert", "append", "parquet")
     session.run("python", "bench/e2e.py", "--smoke")
     session.run("python", "bench/backfill.py", "--days", "3")
+    session.run("python", "bench/history.py", "--smoke")
     session.run("python", "bench/concurrency.py", "--writers", "1", "2", "--batches", "2")  # needs .ci/postgres

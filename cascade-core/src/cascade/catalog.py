@@ -19,6 +19,7 @@ from cascade.config import CascadeConfig
 from cascade.errors import CatalogError, ConfigurationError
 from cascade.ingestion import IDENTIFIER
 from cascade.redaction import redact
+from cascade.snapshots import METADATA_PROPERTIES
 from cascade.spec import AssetSpec
 
 BRANCH_NAME_MAX = 128
@@ -129,7 +130,10 @@ def load_or_create_table(
     partition_spec: PartitionSpec = UNPARTITIONED_PARTITION_SPEC,
     properties: dict[str, str] | None = None,
 ) -> Table:
-    """Load a table, creating its namespace and the table (format v2) when missing; safe under races."""
+    """Load a table, creating its namespace and the table (format v2) when missing; safe under races.
+
+    A new table keeps only its last metadata files (:data:`cascade.snapshots.METADATA_PROPERTIES`).
+    """
     try:
         return catalog.load_table(identifier)
     except NoSuchTableError:
@@ -146,7 +150,7 @@ def load_or_create_table(
             identifier,
             schema=schema,
             partition_spec=partition_spec,
-            properties={"format-version": "2", **(properties or {})},
+            properties={"format-version": "2", **METADATA_PROPERTIES, **(properties or {})},
         )
     except Exception:
         if not catalog.table_exists(identifier):

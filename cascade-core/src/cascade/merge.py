@@ -45,7 +45,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
 from pyiceberg.table.snapshots import Snapshot
-from pyiceberg.table.update import AssertRefSnapshotId, AssertTableUUID
+from pyiceberg.table.update import AssertRefSnapshotId
 from pyiceberg.types import (
     DateType,
     IntegerType,
@@ -60,6 +60,7 @@ from cascade.catalog import initialize_main
 from cascade.conform import conform, null_safe_equal, reject_null_keys
 from cascade.errors import MergeConflictError, SchemaMismatchError
 from cascade.faults import crash_point
+from cascade.snapshots import commit_overwrite
 from cascade.spec import METADATA_COLUMNS
 from cascade.telemetry import traced
 
@@ -806,22 +807,15 @@ def write_files(table: Table, rows: pa.Table) -> list[DataFile]:
 def commit_plan(
     table: Table, plan: MergePlan, written: Iterable[DataFile], *, branch: str, properties: Mapping[str, str]
 ) -> int:
-    """Replace the plan's files with ``written`` in one snapshot on ``branch``; returns its id."""
-    transaction = table.transaction()
-    with transaction.update_snapshot(snapshot_properties=dict(properties), branch=branch).overwrite() as overwrite:
-        for data_file in plan.replaced_files:
-            overwrite.delete_data_file(data_file)
-        for data_file in written:
-            overwrite.append_data_file(data_file)
-    # Exactly one attempt, asserting the branch head is the one the plan read. pyiceberg's
-    # commit_transaction would retry by re-applying these files to a table that moved, which is
-    # safe only as far as its own conflict validation reaches (two merges inserting one new key
-    # must not both land); Cascade re-plans against the new head instead.
-    requirements = (*transaction._requirements, AssertTableUUID(uuid=table.metadata.table_uuid))
-    table._do_commit(updates=transaction._updates, requirements=requirements)
-    head = table.snapshot_by_name(branch)
-    assert head is not None
-    return head.snapshot_id
+    """Replace the plan's files with ``written`` in one snapshot on ``branch``; returns its id.
+
+    Exactly one attempt, asserting the branch head is the one the plan read (see
+    :func:`cascade.snapshots.commit_overwrite`); Cascade re-plans against a new head instead.
+    The snapshot keeps its manifest count bounded by merging small manifests.
+    """
+    return commit_overwrite(
+        table, branch=branch, deleted=plan.replaced_files, added=written, snapshot_properties=properties
+    )
 
 
 def _delete_files(table: Table, files: Iterable[DataFile]) -> None:
