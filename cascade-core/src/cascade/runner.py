@@ -8,16 +8,18 @@ together, times them and traces them. A failure in any phase leaves the table as
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
 import pyarrow as pa
+from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
 
 from cascade.catalog import (
@@ -40,12 +42,14 @@ from cascade.errors import (
     ConfigurationError,
     RunError,
     RunTimeoutError,
+    SchemaEvolutionError,
     SchemaMismatchError,
     SourceError,
     StagingError,
     StorageError,
     TransientSourceError,
 )
+from cascade.evolution import check_diff, diff_table, evolve_table
 from cascade.faults import crash_point
 from cascade.ingestion import CascadeAsset
 from cascade.logs import configure_logging
@@ -92,6 +96,11 @@ class ResolvedRun:
     @property
     def identifier(self) -> str:
         return f"{self.namespace}.{self.table_name}"
+
+    @property
+    def where(self) -> str:
+        """The run in error messages: asset, partition and table."""
+        return f"asset {self.asset.spec.name!r}, partition {self.partition}, table {self.identifier}"
 
     @property
     def snapshot_properties(self) -> dict[str, str]:
@@ -172,6 +181,7 @@ def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionRe
     where = {"asset": spec.name, "table": resolved.identifier}
     try:
         with traced("extract", timings, **where):
+            check_table(resolved)  # a breaking change to the asset fails here, before the source is called
             pipeline = extract_source(resolved)
         crash_point("after-extract")
         check_deadline(resolved, "extract")
@@ -351,11 +361,30 @@ def validate(resolved: ResolvedRun, staged: pa.Table) -> tuple[pa.Table, Validat
 def merge(
     resolved: ResolvedRun, rows: pa.Table, before_commit: Callable[[MergePlan], None] | None = None
 ) -> MergeOutcome:
-    """Create the table and branch when missing, then merge in one atomic snapshot."""
-    spec = resolved.asset.spec
-    where = f"asset {spec.name!r}, partition {resolved.partition}"
-    try:
+    """Create the table and branch when missing, evolve it to the asset, then merge in one atomic snapshot."""
+    with catalog_errors(resolved):
         return _merge(resolved, rows, before_commit)
+
+
+def check_table(resolved: ResolvedRun) -> None:
+    """Refuse a run whose asset no longer fits its existing table, before the source is called."""
+    with catalog_errors(resolved):
+        catalog = open_catalog(resolved.config)
+        try:
+            table = catalog.load_table((resolved.namespace, resolved.table_name))
+        except NoSuchTableError:
+            return
+        check_diff(diff_table(table, resolved.asset.spec), where=resolved.where)
+
+
+@contextlib.contextmanager
+def catalog_errors(resolved: ResolvedRun) -> Iterator[None]:
+    """Name the asset and partition in catalog, storage and schema errors; secrets masked."""
+    where = f"asset {resolved.asset.spec.name!r}, partition {resolved.partition}"
+    try:
+        yield
+    except SchemaEvolutionError:
+        raise
     except SchemaMismatchError as error:
         raise SchemaMismatchError(f"{where}: {error}") from None
     except CatalogError as error:
@@ -382,6 +411,7 @@ def _merge(
     spec = resolved.asset.spec
     catalog = open_catalog(resolved.config)
     table: Table = ensure_table(catalog, (resolved.namespace, resolved.table_name), spec)
+    table, _ = evolve_table(table, spec, where=resolved.where)
     ensure_branch(table, resolved.branch)
 
     def commit_guard(plan: MergePlan) -> None:
