@@ -18,8 +18,10 @@ from rich.table import Table
 import cascade
 from cascade.errors import CascadeError, ConfigurationError, UnknownAssetError
 from cascade.redaction import redact
+from cascade_cli.schema import schema_app
 
 app = typer.Typer(help="Land data from APIs into Apache Iceberg tables.", no_args_is_help=True, add_completion=False)
+app.add_typer(schema_app, name="schema")
 out = Console()
 err = Console(stderr=True)
 

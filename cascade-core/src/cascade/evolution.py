@@ -21,7 +21,7 @@ a word when the asset narrows one, and (0.12) lets a decimal change its scale. T
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -33,6 +33,7 @@ from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.table.refs import SnapshotRefType
+from pyiceberg.table.update import AssertRefSnapshotId
 from pyiceberg.types import (
     DecimalType,
     DoubleType,
@@ -46,6 +47,8 @@ from pyiceberg.types import (
     StructType,
 )
 
+from cascade.catalog import open_catalog, table_identifier
+from cascade.config import CascadeConfig
 from cascade.errors import SchemaEvolutionError
 from cascade.spec import AssetSpec
 
@@ -352,10 +355,12 @@ def evolve_table(
         check_diff(diff, where=where, allow=allowed)
         if not diff.changes:
             return table, diff
+        heads: dict[str, int] = {}
         if any(c.kind == ChangeKind.UNIQUE_KEY for c in diff.changes):
+            heads = _branch_heads(table)
             check_unique_under(table, spec.unique_key, where=where)
         try:
-            commit_diff(table, spec, diff)
+            commit_diff(table, spec, diff, checked_heads=heads)
         except CommitFailedException:
             if attempt == attempts:
                 raise
@@ -365,8 +370,12 @@ def evolve_table(
     raise AssertionError("unreachable")
 
 
-def commit_diff(table: Table, spec: AssetSpec, diff: TableDiff) -> None:
-    """Apply ``diff`` (already checked) to ``table`` in one transaction."""
+def commit_diff(table: Table, spec: AssetSpec, diff: TableDiff, *, checked_heads: Mapping[str, int]) -> None:
+    """Apply ``diff`` (already checked) to ``table`` in one transaction.
+
+    ``checked_heads`` are the branch heads whose rows were checked for a new key: the commit
+    fails (and is re-planned) if any moved, so no write slips in between the check and the change.
+    """
     wanted = {f.name: f for f in spec.table_schema.fields}
     transaction = table.transaction()
     schema_changes = [c for c in diff.changes if c.kind in ADDITIVE or c.kind == ChangeKind.REMOVE_COLUMN]
@@ -386,6 +395,11 @@ def commit_diff(table: Table, spec: AssetSpec, diff: TableDiff) -> None:
         _evolve_partition_spec(transaction, table, spec)
     if any(c.kind == ChangeKind.UNIQUE_KEY for c in diff.changes):
         transaction.set_properties({UNIQUE_KEY_PROPERTY: ",".join(spec.unique_key)})
+    # Transaction._apply keeps one requirement per type, so one per branch is added here directly.
+    transaction._requirements += tuple(
+        AssertRefSnapshotId(snapshot_id=snapshot_id, ref=branch)  # type: ignore[call-arg]
+        for branch, snapshot_id in checked_heads.items()
+    )
     transaction.commit_transaction()
 
 
@@ -447,3 +461,33 @@ def collisions(table: Table, snapshot_id: int, key: tuple[str, ...]) -> tuple[in
     counts = keyed.group_by(list(key), use_threads=False).aggregate([([], "count_all")]).column("count_all")
     repeated = pc.filter(counts, pc.greater(counts, 1))
     return int(pc.sum(repeated).as_py() or 0), null
+
+
+# --- for ``cascade schema``: the asset's own table, by configuration ----------------------------------
+
+
+def load_asset_table(spec: AssetSpec, config: CascadeConfig) -> Table | None:
+    """The asset's table (namespace after ``[namespaces]``), or ``None`` before its first run."""
+    catalog = open_catalog(config)
+    identifier = table_identifier(spec, config)
+    if not catalog.table_exists(identifier):
+        return None
+    return catalog.load_table(identifier)
+
+
+def diff_asset(spec: AssetSpec, config: CascadeConfig) -> TableDiff | None:
+    """The asset's table against the asset; ``None`` when the table does not exist yet."""
+    table = load_asset_table(spec, config)
+    return None if table is None else diff_table(table, spec)
+
+
+def apply_asset(spec: AssetSpec, config: CascadeConfig, allow: Collection[Allow] = ()) -> TableDiff | None:
+    """Evolve the asset's table: additive changes and the breaking ones ``allow`` covers, or nothing.
+
+    ``None`` when the table does not exist yet (its first run creates it as the asset says).
+    """
+    table = load_asset_table(spec, config)
+    if table is None:
+        return None
+    where = f"asset {spec.name!r}, table {'.'.join(table_identifier(spec, config))}"
+    return evolve_table(table, spec, where=where, allow=allow)[1]
