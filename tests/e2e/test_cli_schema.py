@@ -150,3 +150,29 @@ def test_spec_change_applied_keeps_merges_exact_across_specs(registry, config: C
 
     again = cli.invoke(app, ["schema", "apply", "items"])
     assert again.exit_code == 0 and "nothing to apply" in again.stdout
+
+
+# --- cascade list shows the table after [namespaces]; two assets on one table are refused ------------
+
+
+def test_list_shows_the_resolved_table_and_refuses_two_owners(registry, cli: CliRunner, tmp_path: Path) -> None:
+    items({})
+
+    @cascade_ingestion(table_name="items", unique_key="id", iceberg_schema=V1, group="store")
+    def store_items(partition_date: str):
+        return dlt.resource([], name="items")
+
+    config_file = tmp_path / "cascade.toml"
+    config_file.write_text(config_file.read_text() + '[namespaces]\nshop = "raw_shop"\n')
+    done = cli.invoke(app, ["list", "--json"])
+    assert done.exit_code == 0, done.output
+    assert {a["asset"]: a["table"] for a in json.loads(done.stdout)["assets"]} == {
+        "items": "raw_shop.items",
+        "store_items": "store.items",
+    }
+
+    config_file.write_text(config_file.read_text() + 'store = "raw_shop"\n')
+    refused = cli.invoke(app, ["list"])
+    assert refused.exit_code == 1
+    assert "table 'raw_shop.items' is claimed twice (after [namespaces])" in refused.stderr
+    assert "asset 'items' (group 'shop')" in refused.stderr and "asset 'store_items' (group 'store')" in refused.stderr
