@@ -363,3 +363,35 @@ def test_partition_spec_evolution_keeps_merges_exact_across_specs(registry, conf
     assert len(table.specs()) == 3 and table.spec().fields[0].name == "id_b"
     spec_ids = {task.file.spec_id for task in table.scan().plan_files()}
     assert len(spec_ids) > 1  # the table really holds files of several specs
+
+
+def test_removed_column_dropped_on_purpose_and_its_name_not_reused(registry, config: CascadeConfig) -> None:
+    records = {"2024-01-01": [{"id": "a", "n": 1, "s": "x"}], "2024-01-02": [{"id": "b", "n": 2}]}
+    cascade.run(items_asset(BASE, records), "2024-01-01", config=config)
+    narrower = items_asset(schema(("n", LongType(), False)), records)
+    _, applied = evolve_table(load(config), narrower.spec, where="asset 'items'", allow=[Allow.DROP_COLUMN])
+    assert [(c.kind, c.subject) for c in applied.changes] == [(ChangeKind.REMOVE_COLUMN, "s")]
+    cascade.run(narrower, "2024-01-02", config=config)
+    assert pyiceberg_rows(config, ["id", "n"]) == {"a": {"id": "a", "n": 1}, "b": {"id": "b", "n": 2}}
+    assert "s" not in load(config).schema().column_names
+
+    # 'a' is still stored in a file holding the old 's' = "x": a new 's' must not read it back
+    with pytest.raises(SchemaEvolutionError, match="column 's' \\(string\\) added with the name of a dropped column"):
+        cascade.run(items_asset(BASE, records), "2024-01-03", config=config)
+
+
+def test_runs_racing_to_apply_the_same_change_both_land(registry, config: CascadeConfig) -> None:
+    """Both evolve the table at once: the loser re-diffs, finds nothing left to do, and merges."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    days = [f"2024-03-0{d}" for d in range(1, 5)]
+    records = {day: [{"id": f"{day}-{i}", "n": i, "note": day} for i in range(3)] for day in days}
+    first = items_asset(schema(("n", LongType(), False)), {"2024-01-01": [{"id": "a", "n": 0}]})
+    cascade.run(first, "2024-01-01", config=config)
+    evolved = items_asset(schema(("n", LongType(), False), ("note", StringType(), False)), records)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda day: cascade.run(evolved, day, config=config), days))
+    assert [r.rows_inserted for r in results] == [3] * 4
+    rows = pyiceberg_rows(config, ["id", "note"])
+    assert len(rows) == 13 and rows["a"]["note"] is None and rows["2024-03-04-2"]["note"] == "2024-03-04"
+    assert [f.name for f in load(config).schema().fields].count("note") == 1

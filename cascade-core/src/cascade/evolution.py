@@ -74,6 +74,7 @@ class ChangeKind(StrEnum):
     CHANGE_TYPE = "change-type"
     ADD_REQUIRED_COLUMN = "add-required-column"
     MAKE_REQUIRED = "make-required"
+    REUSED_NAME = "reused-name"
     UNIQUE_KEY = "unique-key"
     PARTITION_SPEC = "partition-spec"
 
@@ -114,6 +115,7 @@ class Change:
             ChangeKind.CHANGE_TYPE: f"column {self.subject!r} changed type from {self.before} to {self.after}",
             ChangeKind.ADD_REQUIRED_COLUMN: f"column {self.subject!r} added as required ({self.after})",
             ChangeKind.MAKE_REQUIRED: f"column {self.subject!r} made required",
+            ChangeKind.REUSED_NAME: f"column {self.subject!r} ({self.after}) added with the name of a dropped column",
             ChangeKind.UNIQUE_KEY: f"unique_key changed from {self.before} to {self.after}",
             ChangeKind.PARTITION_SPEC: f"partition_spec changed from {self.before} to {self.after}",
         }
@@ -135,6 +137,7 @@ class Change:
             ),
             ChangeKind.ADD_REQUIRED_COLUMN: "stored rows have no value for it: declare it required=False",
             ChangeKind.MAKE_REQUIRED: "stored rows may hold nulls: keep it optional (required=False)",
+            ChangeKind.REUSED_NAME: "files written before the drop still hold the old column: choose another name",
             ChangeKind.UNIQUE_KEY: (
                 f"restore unique_key={self.before}, or re-key the table: {apply} "
                 "(refused while stored rows collide under the new key)"
@@ -231,7 +234,7 @@ def diff_table(table: Table, spec: AssetSpec) -> TableDiff:
         table_partition_spec=table_spec,
         asset_partition_spec=asset_spec,
         changes=(
-            *diff_schemas(schema, spec.table_schema),
+            *_reused_names(diff_schemas(schema, spec.table_schema), dropped_names(table)),
             *diff_keys(table_key, spec.unique_key),
             *diff_partition_specs(table_spec, asset_spec),
         ),
@@ -258,6 +261,22 @@ def diff_schemas(table: Schema, asset: Schema) -> tuple[Change, ...]:
         Change(ChangeKind.REMOVE_COLUMN, f.name, str(f.field_type), None) for f in table.fields if f.name not in wanted
     )
     return tuple(changes)
+
+
+def dropped_names(table: Table) -> frozenset[str]:
+    """Names of top-level columns an earlier schema had under a field id the current one lacks."""
+    current = {f.field_id for f in table.schema().fields}
+    return frozenset(f.name for s in table.schemas().values() for f in s.fields if f.field_id not in current)
+
+
+def _reused_names(changes: tuple[Change, ...], dropped: frozenset[str]) -> tuple[Change, ...]:
+    """An added column named like a dropped one is refused: the merge reads data files by column name."""
+    return tuple(
+        Change(ChangeKind.REUSED_NAME, c.subject, c.before, c.after)
+        if c.kind == ChangeKind.ADD_COLUMN and c.subject in dropped
+        else c
+        for c in changes
+    )
 
 
 def _column_changes(old: NestedField, new: NestedField) -> list[Change]:
