@@ -31,8 +31,7 @@ import pyarrow.compute as pc
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table
-from pyiceberg.table.refs import SnapshotRefType
+from pyiceberg.table import Table, Transaction
 from pyiceberg.table.update import AssertRefSnapshotId
 from pyiceberg.types import (
     DecimalType,
@@ -47,13 +46,12 @@ from pyiceberg.types import (
     StructType,
 )
 
-from cascade.catalog import open_catalog, table_identifier
+from cascade.catalog import branches, open_catalog, table_identifier
 from cascade.config import CascadeConfig
-from cascade.errors import SchemaEvolutionError
+from cascade.errors import MergeConflictError, SchemaEvolutionError
 from cascade.spec import AssetSpec
 
 UNIQUE_KEY_PROPERTY = "cascade.unique-key"
-ASSET_PROPERTY = "cascade.asset"
 APPLY_ATTEMPTS = 5  # a concurrent writer evolving the same table makes ours re-diff, not fail
 
 
@@ -369,24 +367,24 @@ def evolve_table(
     the diff that was applied. A concurrent evolution of the same table is re-diffed, not fought.
     """
     allowed = frozenset(Allow(a) for a in allow)
-    for attempt in range(1, attempts + 1):
+    for _ in range(attempts):
         diff = diff_table(table, spec)
         check_diff(diff, where=where, allow=allowed)
         if not diff.changes:
             return table, diff
         heads: dict[str, int] = {}
         if any(c.kind == ChangeKind.UNIQUE_KEY for c in diff.changes):
-            heads = _branch_heads(table)
+            heads = branches(table)
             check_unique_under(table, spec.unique_key, where=where)
         try:
             commit_diff(table, spec, diff, checked_heads=heads)
         except CommitFailedException:
-            if attempt == attempts:
-                raise
             table = table.refresh()
             continue
         return table.refresh(), diff
-    raise AssertionError("unreachable")
+    raise MergeConflictError(
+        f"{where}: concurrent changes to the table invalidated its schema evolution {attempts} times; try again"
+    )
 
 
 def commit_diff(table: Table, spec: AssetSpec, diff: TableDiff, *, checked_heads: Mapping[str, int]) -> None:
@@ -422,13 +420,11 @@ def commit_diff(table: Table, spec: AssetSpec, diff: TableDiff, *, checked_heads
     transaction.commit_transaction()
 
 
-def _evolve_partition_spec(transaction: Any, table: Table, spec: AssetSpec) -> None:
+def _evolve_partition_spec(transaction: Transaction, table: Table, spec: AssetSpec) -> None:
     """Make the asset's spec the table's default: fields it lacks removed, fields it adds added."""
-    schema = table.schema()
-    stored = {(schema.find_column_name(f.source_id), str(f.transform)): f for f in table.spec().fields}
-    wanted = {
-        (spec.iceberg_schema.find_column_name(f.source_id), str(f.transform)): f for f in spec.partition_spec.fields
-    }
+    schema, asset_schema = table.schema(), spec.iceberg_schema
+    stored = {(schema.find_field(f.source_id).name, str(f.transform)): f for f in table.spec().fields}
+    wanted = {(asset_schema.find_field(f.source_id).name, str(f.transform)): f for f in spec.partition_spec.fields}
     with transaction.update_spec() as update:
         for key, field in stored.items():
             if key not in wanted:
@@ -441,7 +437,7 @@ def _evolve_partition_spec(transaction: Any, table: Table, spec: AssetSpec) -> N
 def check_unique_under(table: Table, key: tuple[str, ...], *, where: str) -> None:
     """Refuse a new unique key while any branch holds rows that collide (or have a null) under it."""
     problems = []
-    for branch, snapshot_id in sorted(_branch_heads(table).items()):
+    for branch, snapshot_id in sorted(branches(table).items()):
         colliding, null = collisions(table, snapshot_id, key)
         if colliding:
             problems.append(f"{colliding} stored row(s) on branch {branch!r} collide under unique_key {_key_text(key)}")
@@ -453,14 +449,6 @@ def check_unique_under(table: Table, key: tuple[str, ...], *, where: str) -> Non
             [*problems, "de-duplicate them (or choose a key that is unique), then apply again"],
             headline="the unique key cannot change",
         )
-
-
-def _branch_heads(table: Table) -> dict[str, int]:
-    return {
-        name: ref.snapshot_id
-        for name, ref in table.metadata.refs.items()
-        if ref.snapshot_ref_type == SnapshotRefType.BRANCH
-    }
 
 
 def collisions(table: Table, snapshot_id: int, key: tuple[str, ...]) -> tuple[int, int]:
