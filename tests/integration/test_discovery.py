@@ -13,6 +13,8 @@ import sys
 
 import pytest
 
+import cascade
+
 PROBE = """
 import json, cascade
 from cascade.errors import CascadeError
@@ -70,3 +72,51 @@ def test_switches(env: dict[str, str], expected: dict) -> None:
     assert found["failures"] == expected
     if "CASCADE_DISABLE_PLUGIN_AUTOLOAD" in env:
         assert found["assets"] == {}
+
+
+# --- one table, one owner: tables are compared after [namespaces] maps groups ----------------------
+
+
+def two_assets_on_one_table() -> None:
+    from dlt import resource
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import NestedField, StringType
+
+    from cascade import cascade_ingestion
+
+    schema = Schema(NestedField(1, "id", StringType(), required=False))
+
+    @cascade_ingestion(table_name="people", unique_key="id", iceberg_schema=schema, group="crm")
+    def crm_people(partition_date: str):
+        return resource([], name="people")
+
+    @cascade_ingestion(table_name="people", unique_key="id", iceberg_schema=schema, group="sales")
+    def sales_people(partition_date: str):
+        return resource([], name="people")
+
+
+def test_two_assets_mapped_to_one_table_are_refused_naming_both(registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from cascade import CascadeConfig
+    from cascade.errors import DuplicateAssetError
+
+    monkeypatch.setenv("CASCADE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    two_assets_on_one_table()  # crm.people and sales.people: two tables, as registered
+    config = CascadeConfig()
+    assert cascade.discover(config).tables == {"crm_people": "crm.people", "sales_people": "sales.people"}
+    with pytest.raises(DuplicateAssetError) as caught:
+        cascade.discover(replace(config, namespaces={"crm": "raw", "sales": "raw"}))
+    message = str(caught.value)
+    assert "table 'raw.people' is claimed twice (after [namespaces])" in message
+    assert "asset 'crm_people' (group 'crm')" in message and "asset 'sales_people' (group 'sales')" in message
+
+
+def test_assets_are_found_by_their_resolved_table(registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cascade import CascadeConfig
+
+    monkeypatch.setenv("CASCADE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    two_assets_on_one_table()
+    found = cascade.discover(CascadeConfig(namespaces={"crm": "raw_crm"}))
+    assert found.tables == {"crm_people": "raw_crm.people", "sales_people": "sales.people"}
+    assert cascade.registry().get("raw_crm.people").spec.name == "crm_people"

@@ -18,8 +18,10 @@ from rich.table import Table
 import cascade
 from cascade.errors import CascadeError, ConfigurationError, UnknownAssetError
 from cascade.redaction import redact
+from cascade_cli.schema import schema_app
 
 app = typer.Typer(help="Land data from APIs into Apache Iceberg tables.", no_args_is_help=True, add_completion=False)
+app.add_typer(schema_app, name="schema")
 out = Console()
 err = Console(stderr=True)
 
@@ -60,7 +62,7 @@ def list_assets(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
         found = cascade.discover()
     except CascadeError as error:
         fail(error)
-    rows = [asset_row(a.spec) for a in found.assets]
+    rows = [{**asset_row(a.spec), "table": found.tables.get(a.spec.name, a.spec.identifier)} for a in found.assets]
     failures = [{"plugin": f.plugin, "error": redact(f"{type(f.error).__name__}: {f.error}")} for f in found.failures]
     if as_json:
         print(json.dumps({"assets": rows, "failed_plugins": failures}, indent=2))

@@ -123,6 +123,19 @@ class SchemaMismatchError(TerminalError, ValueError):
     """A batch cannot be conformed to the Iceberg table's schema (column named)."""
 
 
+class SchemaEvolutionError(SchemaMismatchError):
+    """The asset's definition changed in a way its table cannot follow; nothing was committed.
+
+    ``problems`` names every change (column, key or partition spec) and how to proceed.
+    """
+
+    def __init__(self, where: str, problems: Sequence[str], *, headline: str) -> None:
+        self.where = where
+        self.problems = tuple(problems)
+        lines = [f"{where}: {headline}; nothing was committed:", *(f"  - {p}" for p in self.problems)]
+        super().__init__("\n".join(lines))
+
+
 class NullKeyError(TerminalError, ValueError):
     """A batch holds rows whose unique key is null."""
 

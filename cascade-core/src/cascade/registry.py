@@ -10,14 +10,16 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from cascade.errors import DuplicateAssetError, PluginLoadError, UnknownAssetError
 
 if TYPE_CHECKING:
+    from cascade.config import CascadeConfig
     from cascade.ingestion import CascadeAsset
 
 ASSETS_GROUP = "cascade.assets"
@@ -33,6 +35,7 @@ class Registry:
 
     by_name: dict[str, CascadeAsset[Any, Any]] = field(default_factory=dict)
     by_table: dict[str, CascadeAsset[Any, Any]] = field(default_factory=dict)
+    by_resolved_table: dict[str, CascadeAsset[Any, Any]] = field(default_factory=dict)  # as discover() mapped them
     failures: dict[str, PluginLoadError] = field(default_factory=dict)
 
     def add(self, asset: CascadeAsset[Any, Any]) -> None:
@@ -51,7 +54,7 @@ class Registry:
 
     def get(self, name: str) -> CascadeAsset[Any, Any]:
         """Look an asset up by its name or its ``namespace.table`` identifier."""
-        asset = self.by_name.get(name) or self.by_table.get(name)
+        asset = self.by_name.get(name) or self.by_resolved_table.get(name) or self.by_table.get(name)
         if asset is None:
             known = ", ".join(sorted(self.by_name)) or "none"
             raise UnknownAssetError(f"no asset named {name!r} (registered assets: {known})")
@@ -59,6 +62,28 @@ class Registry:
 
     def assets(self) -> list[CascadeAsset[Any, Any]]:
         return sorted(self.by_name.values(), key=lambda a: a.spec.name)
+
+    def resolve_tables(self, config: CascadeConfig) -> dict[str, CascadeAsset[Any, Any]]:
+        """Each asset's table after ``[namespaces]``; two assets resolving to one table are refused.
+
+        One table has one owner: two assets merging into it would overwrite each other's rows.
+        """
+        from cascade.catalog import table_identifier
+
+        owners: dict[str, CascadeAsset[Any, Any]] = {}
+        for asset in self.assets():
+            table = ".".join(table_identifier(asset.spec, config))
+            other = owners.get(table)
+            if other is not None and not _same_definition(other, asset):
+                raise DuplicateAssetError(
+                    f"table {table!r} is claimed twice (after [namespaces]): by asset {other.spec.name!r} "
+                    f"(group {other.spec.group!r}) of plugin {other.spec.plugin!r} and by asset {asset.spec.name!r} "
+                    f"(group {asset.spec.group!r}) of plugin {asset.spec.plugin!r}; give one a table_name or namespace "
+                    "of its own, or change the [namespaces] mapping"
+                )
+            owners[table] = asset
+        self.by_resolved_table = owners
+        return owners
 
 
 def _same_definition(a: CascadeAsset[Any, Any], b: CascadeAsset[Any, Any]) -> bool:
@@ -103,6 +128,8 @@ class Discovery:
 
     assets: tuple[CascadeAsset[Any, Any], ...]
     failures: tuple[PluginLoadError, ...]
+    tables: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Each asset's table (``namespace.table`` after ``[namespaces]``), by asset name."""
 
 
 def plugin_name(entry_point: EntryPoint) -> str:
@@ -121,16 +148,25 @@ def autoload_enabled() -> bool:
     return os.environ.get(DISABLE_AUTOLOAD_ENV, "").lower() in ("", "0", "false", "no")
 
 
-def discover() -> Discovery:
+def discover(config: CascadeConfig | None = None) -> Discovery:
     """Load every ``cascade.assets`` entry point and return all registered assets.
 
     A plugin that fails to import is recorded in ``Discovery.failures`` and does not stop the
-    others. Two plugins claiming the same asset name or table raise :class:`DuplicateAssetError`.
+    others. Two assets claiming the same asset name, or the same table once ``config``'s
+    ``[namespaces]`` (default: :func:`cascade.load_config`) maps their groups, raise
+    :class:`DuplicateAssetError` naming both.
     """
+    if autoload_enabled():
+        _load_entry_points()
+    from cascade.config import load_config
+
+    tables = {asset.spec.name: table for table, asset in _registry.resolve_tables(config or load_config()).items()}
+    return Discovery(tuple(_registry.assets()), tuple(_registry.failures.values()), MappingProxyType(tables))
+
+
+def _load_entry_points() -> None:
     from cascade.ingestion import CascadeAsset
 
-    if not autoload_enabled():
-        return Discovery(tuple(_registry.assets()), tuple(_registry.failures.values()))
     blocked = blocked_plugins()
     for entry_point in entry_points(group=ASSETS_GROUP):
         plugin = plugin_name(entry_point)
@@ -150,7 +186,6 @@ def discover() -> Discovery:
             _registry.add(loaded)
         _attribute_to_plugin(entry_point.module, plugin)
         _registry.failures.pop(plugin, None)
-    return Discovery(tuple(_registry.assets()), tuple(_registry.failures.values()))
 
 
 def _attribute_to_plugin(module: str, plugin: str) -> None:

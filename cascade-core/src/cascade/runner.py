@@ -8,17 +8,19 @@ together, times them and traces them. A failure in any phase leaves the table as
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
 from types import MappingProxyType
 from typing import Any
 
 import pyarrow as pa
+from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
 
 from cascade.catalog import (
@@ -42,12 +44,14 @@ from cascade.errors import (
     ConfigurationError,
     RunError,
     RunTimeoutError,
+    SchemaEvolutionError,
     SchemaMismatchError,
     SourceError,
     StagingError,
     StorageError,
     TransientSourceError,
 )
+from cascade.evolution import check_diff, diff_table, evolve_table
 from cascade.faults import crash_point
 from cascade.ingestion import REPLACE_NEEDS_A_DAY, CascadeAsset
 from cascade.logs import configure_logging
@@ -98,8 +102,8 @@ class ResolvedRun:
 
     @property
     def where(self) -> str:
-        """How errors name this run."""
-        return f"asset {self.asset.spec.name!r}, partition {self.partition}"
+        """The run in error messages: asset, partition and table."""
+        return f"asset {self.asset.spec.name!r}, partition {self.partition}, table {self.identifier}"
 
     @property
     def snapshot_properties(self) -> dict[str, str]:
@@ -181,6 +185,7 @@ def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionRe
     where = {"asset": spec.name, "table": resolved.identifier}
     try:
         with traced("extract", timings, **where):
+            check_table(resolved)  # a breaking change to the asset fails here, before the source is called
             pipeline, replacing = extract_source(resolved)
         crash_point("after-extract")
         check_deadline(resolved, "extract")
@@ -396,14 +401,34 @@ def merge(
     before_commit: Callable[[MergePlan], None] | None = None,
     replacing: PartitionReplace | None = None,
 ) -> MergeOutcome:
-    """Create the table and branch when missing, then merge in one atomic snapshot."""
-    where = resolved.where
+    """Create the table and branch when missing, evolve it to the asset, then merge in one atomic snapshot."""
     if rows.num_rows == 0 and replacing is None:  # an empty partition commits nothing, whatever the schema requires
         return MergeOutcome.nothing()
     if replacing is not None:
-        check_rows_in_partition(rows, replacing, resolved.asset.spec.unique_key, where)
-    try:
+        check_rows_in_partition(rows, replacing, resolved.asset.spec.unique_key, resolved.where)
+    with catalog_errors(resolved):
         return _merge(resolved, rows, before_commit, replacing)
+
+
+def check_table(resolved: ResolvedRun) -> None:
+    """Refuse a run whose asset no longer fits its existing table, before the source is called."""
+    with catalog_errors(resolved):
+        catalog = open_catalog(resolved.config)
+        try:
+            table = catalog.load_table((resolved.namespace, resolved.table_name))
+        except NoSuchTableError:
+            return
+        check_diff(diff_table(table, resolved.asset.spec), where=resolved.where)
+
+
+@contextlib.contextmanager
+def catalog_errors(resolved: ResolvedRun) -> Iterator[None]:
+    """Name the asset and partition in catalog, storage and schema errors; secrets masked."""
+    where = f"asset {resolved.asset.spec.name!r}, partition {resolved.partition}"
+    try:
+        yield
+    except SchemaEvolutionError:
+        raise
     except SchemaMismatchError as error:
         raise SchemaMismatchError(f"{where}: {error}") from None
     except CatalogError as error:
@@ -448,6 +473,7 @@ def _merge(
     if replacing is not None and rows.num_rows == 0 and not catalog.table_exists(resolved.identifier):
         return MergeOutcome.nothing()  # nothing to replace, and no table to create for an empty day
     table: Table = ensure_table(catalog, (resolved.namespace, resolved.table_name), spec)
+    table, _ = evolve_table(table, spec, where=resolved.where)
     ensure_branch(table, resolved.branch)
 
     def commit_guard(plan: MergePlan) -> None:
