@@ -649,6 +649,7 @@ def list_files(io: FileIO, location: str) -> list[ListedFile]:
     """Every file under ``location`` with its size and modification time, through the table's FileIO."""
     scheme, netloc, root = PyArrowFileIO.parse_location(location)
     root = root.rstrip("/")
+    bare = "://" not in location
     found: list[ListedFile] = []
     if isinstance(io, PyArrowFileIO):
         from pyarrow.fs import FileSelector, FileType
@@ -657,7 +658,7 @@ def list_files(io: FileIO, location: str) -> list[ListedFile]:
         for info in filesystem.get_file_info(FileSelector(root, recursive=True, allow_not_found=True)):
             if info.type == FileType.File and info.path.startswith(root + "/"):
                 modified = info.mtime.timestamp() if info.mtime is not None else None
-                found.append(ListedFile(info.path, _location(scheme, info.path), info.size or 0, modified))
+                found.append(ListedFile(info.path, _location(scheme, info.path, bare=bare), info.size or 0, modified))
         return found
     get_fs = getattr(io, "get_fs", None)
     if get_fs is None:
@@ -667,7 +668,8 @@ def list_files(io: FileIO, location: str) -> list[ListedFile]:
         path = path.rstrip("/") if scheme in ("file", "") else str(path)
         if not path.startswith(root + "/") or detail.get("type") == "directory":
             continue
-        found.append(ListedFile(path, _location(scheme, path), int(detail.get("size") or 0), _modified(detail)))
+        size = int(detail.get("size") or 0)
+        found.append(ListedFile(path, _location(scheme, path, bare=bare), size, _modified(detail)))
     return found
 
 
@@ -684,8 +686,9 @@ def _scheme_less(location: str) -> str:
     return PyArrowFileIO.parse_location(location)[2]
 
 
-def _location(scheme: str, path: str) -> str:
-    return path if scheme in ("file", "") else f"{scheme}://{path}"
+def _location(scheme: str, path: str, *, bare: bool) -> str:
+    """A listed path as a location the table's FileIO opens, in the form the table's location uses."""
+    return path if bare else f"{scheme}://{path}"
 
 
 # --- shared ---------------------------------------------------------------------------------
