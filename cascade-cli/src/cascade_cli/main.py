@@ -18,6 +18,7 @@ from rich.table import Table
 import cascade
 from cascade.errors import CascadeError, ConfigurationError, UnknownAssetError
 from cascade.redaction import redact
+from cascade_cli.maintain import maintain_command
 
 app = typer.Typer(help="Land data from APIs into Apache Iceberg tables.", no_args_is_help=True, add_completion=False)
 out = Console()
@@ -416,6 +417,9 @@ def branch_publish(
     except CascadeError as error:
         fail(error)
     out.print(f"published {name}: main of {table_name} is now at snapshot {snapshot}", highlight=False)
+
+
+app.command("maintain")(maintain_command)
 
 
 @app.command("doctor")
