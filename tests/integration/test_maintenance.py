@@ -367,3 +367,53 @@ def test_files_released_by_compaction_and_expiry_become_orphans(tmp_path: Path) 
     assert sorted(table_state(table)) == [f"k{s}" for s in range(4)]
     assert ingested_partitions(table, ASSET) == set(DAYS[:4])
     assert report.as_dict()["compaction"]["files_removed"] == 4
+
+
+# --- losing a race ----------------------------------------------------------------------------
+
+STEPS = {
+    "compact": ("rewrite_groups", lambda t: compact_files(t, target_file_size=SMALL)),
+    "manifests": ("_manifest_bins", lambda t: rewrite_manifests(t)),
+    "expire": ("plan_expiry", lambda t: expire_snapshots(t, older_than=dt.timedelta(0), retain_last=1, now=_later())),
+}
+
+
+@pytest.mark.parametrize("writer_branch", ["main", "dev"])
+@pytest.mark.parametrize("step", sorted(STEPS))
+def test_a_step_that_loses_to_a_writer_replans_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str, writer_branch: str
+) -> None:
+    """A writer commits (on main, or on another branch) between the step's plan and its commit."""
+    import cascade.maintenance as maintenance
+
+    catalog = new_catalog(tmp_path)
+    table = new_table(catalog, BY_P, small_files=True)
+    for number in range(3):
+        merge(table, [(f"k{number}", 0, number)], number, DAYS[number])
+    create_branch(table, "dev")
+    writer = catalog.load_table(table.name())
+    model = Model(table_state(table))
+    phase, run = STEPS[step]
+    planned = getattr(maintenance, phase)
+    calls = []
+
+    def plan_then_a_writer_commits(*args, **kwargs):
+        result = planned(*args, **kwargs)
+        if not calls:
+            merge(writer.refresh(), [("k0", 0, 50), ("new", 0, 1)], 10, DAYS[5], branch=writer_branch)
+            if writer_branch == "main":
+                model.apply([("k0", 0, 50), ("new", 0, 1)], 10)
+        calls.append(1)
+        return result
+
+    monkeypatch.setattr(maintenance, phase, plan_then_a_writer_commits)
+    result = run(table)
+
+    assert result.attempts == 2  # lost once, planned again, committed
+    assert table_state(table) == model.rows
+    assert ingested_partitions(table.refresh(), ASSET, writer_branch) >= {DAYS[5]}
+    all_referenced_exist(table)
+    data = {str(p) for p in (local(table.location()) / "data").rglob("*.parquet")}
+    # the losing attempt removed the data files it wrote (the manifests a lost commit wrote are
+    # left, as for a merge that loses; orphan removal takes them once past its window)
+    assert data - referenced_files(table.refresh()) == set()

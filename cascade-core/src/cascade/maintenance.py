@@ -709,7 +709,8 @@ def _with_retries(table: Table, what: str, attempts: int, attempt: Callable[[Tab
         except ValueError:
             # pyiceberg reports some conflicts (a snapshot planned on stale metadata, a snapshot
             # another expiry removed first) as ValueError: a conflict exactly when the table moved.
-            if current.refresh().metadata_location == current.metadata_location:
+            # (Table.refresh() updates in place, so the fresh state is loaded as a new object.)
+            if current.catalog.load_table(current.name()).metadata_location == current.metadata_location:
                 raise
         attempt_seconds = time.monotonic() - started
     raise MaintenanceConflictError(
