@@ -417,3 +417,18 @@ def test_a_step_that_loses_to_a_writer_replans_and_loses_nothing(
     # the losing attempt removed the data files it wrote (the manifests a lost commit wrote are
     # left, as for a merge that loses; orphan removal takes them once past its window)
     assert data - referenced_files(table.refresh()) == set()
+
+
+def test_a_partition_of_many_small_files_is_compacted_a_target_at_a_time(tmp_path: Path) -> None:
+    table = new_table(new_catalog(tmp_path), BY_P)
+    for step in range(8):
+        merge(table, [(f"k{step}-{i}", 0, i) for i in range(20)], step, DAYS[step % 7])
+    sizes = [os.path.getsize(local(f)) for f in data_files(table)]
+    target = int(max(sizes) * 3.5)  # about three files' worth per run
+    plan = plan_compaction(table, branch="main", target_file_size=target)
+    assert len(plan.groups) >= 2 and plan.partitions == 1
+    assert all(sum(f.file_size_in_bytes for f in group) <= target for group in plan.groups)
+    state = table_state(table)
+    result = compact_files(table, target_file_size=target)
+    assert result.files_added == len(plan.groups) and result.files_removed == len(plan.files)
+    assert table_state(table) == state

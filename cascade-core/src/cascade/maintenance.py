@@ -28,7 +28,7 @@ import math
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
@@ -162,7 +162,7 @@ class ExpiryPlan:
 
 @dataclass(frozen=True)
 class CompactionPlan:
-    """Groups of small data files, one group per partition, planned against one branch head."""
+    """Groups of small data files of one partition each (about a target's worth), planned against one head."""
 
     base_snapshot_id: int | None
     groups: tuple[tuple[DataFile, ...], ...]
@@ -170,6 +170,10 @@ class CompactionPlan:
     @property
     def files(self) -> tuple[DataFile, ...]:
         return tuple(data_file for group in self.groups for data_file in group)
+
+    @property
+    def partitions(self) -> int:
+        return len({repr(tuple(group[0].partition)) for group in self.groups})  # type: ignore[arg-type]
 
 
 def maintain(
@@ -251,11 +255,12 @@ def expire_snapshots(
 def plan_expiry(table: Table, *, cutoff_ms: int, retain_last: int) -> ExpiryPlan:
     """Which snapshots go, and the coverage each kept snapshot whose parent goes must carry."""
     metadata = table.metadata
+    by_id = {s.snapshot_id: s for s in metadata.snapshots}  # Table.snapshot_by_id scans the list
     keep = {ref.snapshot_id for ref in metadata.refs.values()}
     main = metadata.refs.get(MAIN_BRANCH)
     for name, ref in metadata.refs.items():
         if ref.snapshot_ref_type == SnapshotRefType.BRANCH:
-            lineage = _ancestor_ids(table, ref.snapshot_id, limit=len(metadata.snapshots))
+            lineage = _ancestor_ids(by_id, ref.snapshot_id)
             keep |= set(lineage[:retain_last])
             if main is not None and name != MAIN_BRANCH:
                 keep |= set(_path_down_to(lineage, main.snapshot_id))
@@ -264,7 +269,7 @@ def plan_expiry(table: Table, *, cutoff_ms: int, retain_last: int) -> ExpiryPlan
     for snapshot in metadata.snapshots:
         if snapshot.snapshot_id in expired or snapshot.parent_snapshot_id not in expired:
             continue
-        below = lineage_coverage(table, table.snapshot_by_id(snapshot.parent_snapshot_id))
+        below = lineage_coverage(table, by_id.get(snapshot.parent_snapshot_id), by_id)
         if below:
             coverage[coverage_property(snapshot.snapshot_id)] = encode_coverage(below)
     dropped = tuple(
@@ -305,13 +310,13 @@ def _path_down_to(lineage: list[int], snapshot_id: int) -> list[int]:
     return lineage[: lineage.index(snapshot_id)] if snapshot_id in lineage else []
 
 
-def _ancestor_ids(table: Table, snapshot_id: int, *, limit: int) -> list[int]:
+def _ancestor_ids(by_id: Mapping[int, Snapshot], snapshot_id: int) -> list[int]:
     found: list[int] = []
-    snapshot = table.snapshot_by_id(snapshot_id)
-    while snapshot is not None and len(found) < limit:
+    snapshot = by_id.get(snapshot_id)
+    while snapshot is not None:
         found.append(snapshot.snapshot_id)
         parent = snapshot.parent_snapshot_id
-        snapshot = table.snapshot_by_id(parent) if parent is not None else None
+        snapshot = by_id.get(parent) if parent is not None else None
     return found
 
 
@@ -340,7 +345,7 @@ def compact_files(
             removed = plan.files
             if not removed or dry_run:
                 return CompactionResult(
-                    len(plan.groups), len(removed), 0, sum(f.record_count for f in removed),
+                    plan.partitions, len(removed), 0, sum(f.record_count for f in removed),
                     sum(f.file_size_in_bytes for f in removed), 0, None, 0,
                 )  # fmt: skip
             written = rewrite_groups(current, plan.groups, target_file_size)
@@ -353,7 +358,7 @@ def compact_files(
                 lambda: commit_plan(current, _replacing(plan), written, branch=branch, properties=properties),
             )
         return CompactionResult(
-            partitions=len(plan.groups),
+            partitions=plan.partitions,
             files_removed=len(removed),
             files_added=len(written),
             rows=sum(f.record_count for f in written),
@@ -380,10 +385,25 @@ def plan_compaction(table: Table, *, branch: str, target_file_size: int) -> Comp
             data_file = entry.data_file
             if data_file.spec_id == spec_id and data_file.file_size_in_bytes < target_file_size * SMALL_FILE_RATIO:
                 small[tuple(data_file.partition)].append(data_file)  # type: ignore[arg-type]
-    groups = tuple(
-        tuple(sorted(files, key=lambda f: f.file_path)) for _, files in sorted(small.items(), key=_partition_order)
-    )
+    groups = [
+        group
+        for _, files in sorted(small.items(), key=_partition_order)
+        for group in _bins(sorted(files, key=lambda f: f.file_path), target_file_size)
+    ]
     return CompactionPlan(head.snapshot_id, tuple(group for group in groups if len(group) > 1))
+
+
+def _bins(files: list[DataFile], target_file_size: int) -> list[tuple[DataFile, ...]]:
+    """A partition's small files in runs of about ``target_file_size`` bytes: one run read in memory at a time."""
+    bins: list[list[DataFile]] = [[]]
+    size = 0
+    for data_file in files:
+        if bins[-1] and size + data_file.file_size_in_bytes > target_file_size:
+            bins.append([])
+            size = 0
+        bins[-1].append(data_file)
+        size += data_file.file_size_in_bytes
+    return [tuple(b) for b in bins]
 
 
 def rewrite_groups(table: Table, groups: Sequence[Sequence[DataFile]], target_file_size: int) -> list[DataFile]:
