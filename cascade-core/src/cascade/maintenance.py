@@ -630,7 +630,8 @@ def remove_orphan_files(
         old = [f for f in unreferenced if f.modified is not None and f.modified < cutoff]
         if not dry_run:
             for orphan in old:
-                table.io.delete(orphan.location)
+                with contextlib.suppress(FileNotFoundError):  # another maintenance run took it first
+                    table.io.delete(orphan.location)
     return OrphanResult(
         files_removed=tuple(sorted(f.location for f in old)),
         bytes_removed=sum(f.size for f in old),
