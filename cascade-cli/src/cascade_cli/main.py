@@ -18,6 +18,7 @@ from rich.table import Table
 import cascade
 from cascade.errors import CascadeError, ConfigurationError, UnknownAssetError
 from cascade.redaction import redact
+from cascade_cli.maintain import maintain_command
 from cascade_cli.schema import schema_app
 
 app = typer.Typer(help="Land data from APIs into Apache Iceberg tables.", no_args_is_help=True, add_completion=False)
@@ -418,6 +419,9 @@ def branch_publish(
     except CascadeError as error:
         fail(error)
     out.print(f"published {name}: main of {table_name} is now at snapshot {snapshot}", highlight=False)
+
+
+app.command("maintain")(maintain_command)
 
 
 @app.command("doctor")

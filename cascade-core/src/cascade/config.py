@@ -38,6 +38,7 @@ from typing import Any
 
 from cascade.errors import ConfigurationError
 from cascade.http import HttpPolicy
+from cascade.maintenance_policy import MaintenancePolicy
 from cascade.redaction import masked, remember_secrets, secrets_in
 
 CONFIG_FILE = "cascade.toml"
@@ -64,6 +65,7 @@ class CascadeConfig:
     log_level: str = "INFO"
     commit_attempts: int = 20
     http: HttpPolicy = field(default_factory=HttpPolicy)
+    maintenance: MaintenancePolicy = field(default_factory=MaintenancePolicy)
 
     @property
     def catalog(self) -> dict[str, str]:
@@ -119,17 +121,20 @@ def load_config(
             raise ConfigurationError(f"{path}: not valid TOML: {error}") from None
     elif "CASCADE_CONFIG" in environ:
         raise ConfigurationError(f"CASCADE_CONFIG names {path}, which does not exist")
-    unknown = set(document) - {"cascade", "catalog", "namespaces", "plugins", "http"}
+    unknown = set(document) - {"cascade", "catalog", "namespaces", "plugins", "http", "maintenance"}
     if unknown:
         raise ConfigurationError(
-            f"{path}: unknown table(s) {sorted(unknown)}; valid: cascade, catalog, http, namespaces, plugins"
+            f"{path}: unknown table(s) {sorted(unknown)}; "
+            "valid: cascade, catalog, http, maintenance, namespaces, plugins"
         )
     settings = dict(document.get("cascade", {}))
     catalog = {str(k): str(v) for k, v in document.get("catalog", {}).items()}
     namespaces = {str(k): str(v) for k, v in document.get("namespaces", {}).items()}
     plugins: dict[str, dict[str, Any]] = {k: dict(v) for k, v in document.get("plugins", {}).items()}
     http = dict(document.get("http", {}))
+    maintenance = dict(document.get("maintenance", {}))
     _apply_environment(environ, settings, catalog, plugins, http)
+    _apply_section_environment(environ, "MAINTENANCE__", maintenance)
     settings.update(overrides or {})
     unknown = set(settings) - _CASCADE_KEYS
     if unknown:
@@ -160,6 +165,7 @@ def load_config(
         log_level=str(settings.get("log_level", "INFO")).upper(),
         commit_attempts=attempts,
         http=HttpPolicy.from_settings(http),
+        maintenance=MaintenancePolicy.from_settings(maintenance),
     )
 
 
@@ -194,3 +200,10 @@ def _apply_environment(
             plugins.setdefault(plugin.lower(), {})[key.lower()] = value
         elif rest.lower() in _CASCADE_KEYS:
             settings[rest.lower()] = value
+
+
+def _apply_section_environment(environ: Mapping[str, str], prefix: str, section: dict[str, Any]) -> None:
+    """``CASCADE_<SECTION>__<KEY>=value`` sets ``key`` of ``[section]``."""
+    for name, value in environ.items():
+        if name.startswith(ENV_PREFIX + prefix):
+            section[name[len(ENV_PREFIX + prefix) :].lower()] = value

@@ -7,7 +7,8 @@ Orchestrator-agnostic helpers behind ``cascade history``, ``cascade backfill`` (
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import json
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from pyiceberg.catalog import Catalog
@@ -86,12 +87,98 @@ def history(table: Table, branch: str = MAIN_BRANCH) -> list[SnapshotRecord]:
 
 
 def ingested_partitions(table: Table, asset: str, branch: str = MAIN_BRANCH) -> set[str]:
-    """Partitions of ``asset`` that a committed Cascade run wrote on ``branch`` (from snapshot summaries)."""
-    return {
-        partition
-        for snapshot in ancestry(table, branch)
-        if _property(snapshot, "cascade.asset") == asset and (partition := _property(snapshot, "cascade.partition"))
-    }
+    """Partitions of ``asset`` that a committed Cascade run wrote on ``branch``.
+
+    Read from the summaries of the branch's snapshots and, for the snapshots that expiry removed,
+    from the coverage ledger that the expiry recorded on the oldest snapshot it kept.
+    """
+    found: set[str] = set()
+    for snapshot in ancestry(table, branch):
+        if _property(snapshot, "cascade.asset") == asset and (partition := _property(snapshot, "cascade.partition")):
+            found.add(partition)
+        found |= recorded_coverage(table, snapshot.snapshot_id).get(asset, set())
+    return found
+
+
+# Expired snapshots take their summaries with them. Before removing them, expiry records which
+# partitions each asset committed below every snapshot it keeps whose parent it removes, in a
+# table property keyed by that snapshot's id and written in the same commit as the removal.
+COVERAGE_PREFIX = "cascade.coverage."
+
+
+def coverage_property(snapshot_id: int) -> str:
+    return f"{COVERAGE_PREFIX}{snapshot_id}"
+
+
+def recorded_coverage(table: Table, snapshot_id: int) -> dict[str, set[str]]:
+    """The partitions per asset committed by the expired ancestors of ``snapshot_id``."""
+    value = table.metadata.properties.get(coverage_property(snapshot_id))
+    return decode_coverage(value) if value else {}
+
+
+def lineage_coverage(
+    table: Table, snapshot: Snapshot | None, by_id: Mapping[int, Snapshot] | None = None
+) -> dict[str, set[str]]:
+    """Partitions per asset committed by ``snapshot`` and its ancestors (recorded coverage included).
+
+    ``by_id`` (every snapshot by id) spares a scan of the snapshot list per ancestor.
+    """
+    lookup = by_id if by_id is not None else {s.snapshot_id: s for s in table.metadata.snapshots}
+    found: dict[str, set[str]] = {}
+    while snapshot is not None:
+        asset, partition = _property(snapshot, "cascade.asset"), _property(snapshot, "cascade.partition")
+        if asset and partition:
+            found.setdefault(asset, set()).add(partition)
+        for name, partitions in recorded_coverage(table, snapshot.snapshot_id).items():
+            found.setdefault(name, set()).update(partitions)
+        parent = snapshot.parent_snapshot_id
+        snapshot = lookup.get(parent) if parent is not None else None
+    return found
+
+
+def encode_coverage(coverage: Mapping[str, Iterable[str]]) -> str:
+    """Compact JSON: runs of consecutive days as ``first..last``, anything else as itself."""
+    return json.dumps(
+        {asset: _day_runs(partitions) for asset, partitions in sorted(coverage.items())}, separators=(",", ":")
+    )
+
+
+def decode_coverage(value: str) -> dict[str, set[str]]:
+    return {asset: {day for item in items for day in _expand(item)} for asset, items in json.loads(value).items()}
+
+
+def _day_runs(partitions: Iterable[str]) -> list[str]:
+    days, others = [], []
+    for partition in set(partitions):
+        day = _as_day(partition)
+        if day is None:
+            others.append(partition)
+        else:
+            days.append(day)
+    runs: list[str] = []
+    for day in sorted(days):
+        if runs and runs[-1].rsplit("..", 1)[-1] == (day - dt.timedelta(days=1)).isoformat():
+            runs[-1] = f"{runs[-1].split('..', 1)[0]}..{day.isoformat()}"
+        else:
+            runs.append(day.isoformat())
+    return runs + sorted(others)
+
+
+def _as_day(partition: str) -> dt.date | None:
+    """The day a partition names, only when written exactly as ``YYYY-MM-DD``."""
+    try:
+        day = dt.date.fromisoformat(partition)
+    except ValueError:
+        return None
+    return day if day.isoformat() == partition else None
+
+
+def _expand(item: str) -> list[str]:
+    first, sep, last = item.partition("..")
+    start, end = _as_day(first), _as_day(last)
+    if not sep or start is None or end is None:
+        return [item]
+    return [(start + dt.timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
 
 
 def summarize(catalog: Catalog, identifier: str) -> TableSummary:

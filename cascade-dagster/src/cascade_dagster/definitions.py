@@ -1,5 +1,8 @@
 """Ready-made definitions: ``dagster dev -m cascade_dagster.definitions`` needs no user code."""
 
-from cascade_dagster.assets import build_definitions
+import dagster as dg
 
-defs = build_definitions()
+from cascade_dagster.assets import build_definitions
+from cascade_dagster.maintenance import maintenance_definitions
+
+defs = dg.Definitions.merge(build_definitions(), maintenance_definitions())
