@@ -7,6 +7,7 @@ built from the records in the order the source yielded them.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+import pandera.pandas as pandera
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -36,7 +38,8 @@ from pyiceberg.types import (
 
 import cascade
 from cascade import INGESTED_AT, CascadeConfig, cascade_ingestion
-from cascade.errors import HookError, NullKeyError, SchemaMismatchError
+from cascade.catalog import open_catalog
+from cascade.errors import HookError, NullKeyError, SchemaMismatchError, ValidationError
 from cascade.plugins import hookimpl, register, unregister
 from cascade.registry import isolated_registry
 from tests.conftest import read_table, snapshot_id
@@ -148,11 +151,16 @@ records = st.fixed_dictionaries(
 days = st.lists(st.lists(records, max_size=25), min_size=1, max_size=3)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(days=days, file_items=st.sampled_from([1, 3, 1000]))
-def test_random_batches_round_trip_exactly(days: list[list[dict[str, Any]]], file_items: int) -> None:
+@settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(days=days, file_items=st.sampled_from([1, 3, 1000]), batch_bytes=st.sampled_from([None, 1, 2000]))
+def test_random_batches_round_trip_exactly(
+    days: list[list[dict[str, Any]]], file_items: int, batch_bytes: int | None
+) -> None:
+    """``batch_bytes``: merged whole (None), or streamed a row (1) or a few rows (2000) at a time."""
     with tempfile.TemporaryDirectory() as home, isolated_registry(), small_staging_files(file_items):
         config = CascadeConfig(home=Path(home))
+        if batch_bytes is not None:
+            config = dataclasses.replace(config, max_batch_bytes=batch_bytes)
         batches = {f"2024-01-0{i + 1}": day for i, day in enumerate(days)}
         asset = things_asset(batches)
         model: dict[str, dict[str, Any]] = {}
@@ -173,6 +181,50 @@ def test_last_yielded_record_wins_across_many_staging_files(config: CascadeConfi
     assert len(result.staged_files) > 1
     assert {k: r["n"] for k, r in stored(config).items()} == {f"k{i}": 2000 + i for i in range(2000)}
     assert (result.rows_inserted, result.rows_deduplicated) == (2000, 2000)
+
+
+def test_a_streamed_day_lands_whole_or_not_at_all(config: CascadeConfig) -> None:
+    day = [{"id": f"k{i % 300}", "n": i} for i in range(600)]
+    streamed = dataclasses.replace(config, max_batch_bytes=2000)
+    with isolated_registry(), small_staging_files(50):
+        result = cascade.run(things_asset({"2024-01-01": day}), "2024-01-01", config=streamed)
+        assert (result.rows_extracted, result.rows_inserted, result.rows_deduplicated) == (600, 300, 300)
+        assert {k: r["n"] for k, r in stored(config).items()} == {f"k{i}": 300 + i for i in range(300)}
+        before = snapshot_id(config, TABLE)
+        bad = [*({"id": f"k{i}", "n": -i} for i in range(500)), {"id": None, "n": 1}]  # fails in the last chunk
+        with pytest.raises(SchemaMismatchError, match="required column 'id' has 1 null"):
+            cascade.run(things_asset({"2024-01-02": bad}), "2024-01-02", config=streamed)
+    assert snapshot_id(config, TABLE) == before
+    assert set(open_catalog(config).load_table(TABLE).metadata.refs) == {"main"}  # the private branch is gone
+    assert {k: r["n"] for k, r in stored(config).items()} == {f"k{i}": 300 + i for i in range(300)}
+
+
+class UniqueIds(pandera.DataFrameModel):
+    id: str = pandera.Field(unique=True)
+    s: str = pandera.Field(unique=True, nullable=True)
+
+    class Config:
+        strict = False
+
+
+@pytest.mark.parametrize("batch_bytes", [None, 100], ids=["whole", "streamed"])
+def test_a_unique_check_sees_the_whole_batch(registry, config: CascadeConfig, batch_bytes: int | None) -> None:
+    @cascade_ingestion(
+        table_name="things", unique_key="id", iceberg_schema=SCHEMA, group="fidelity", validation_schema=UniqueIds
+    )
+    def things(partition_date: str):
+        return dlt.resource([{"id": f"k{i % 40}", "s": f"v{i % 45}", "n": i} for i in range(50)], name="things")
+
+    if batch_bytes is not None:
+        config = dataclasses.replace(config, max_batch_bytes=batch_bytes)
+    with pytest.raises(ValidationError) as caught:
+        cascade.run(things, "2024-01-01", config=config)
+    by_column = {c.column: c for c in caught.value.failed_checks}
+    assert (by_column["s"].failure_count, by_column["s"].failure_cases[0]) == (10, "'v0'")
+    check = by_column["id"]
+    assert (check.column, check.failure_count) == ("id", 20)
+    assert check.failure_cases[:3] == ("'k0'", "'k1'", "'k2'")
+    assert snapshot_id(config, TABLE) is None
 
 
 def test_arrow_items_keep_their_order_and_non_finite_floats(config: CascadeConfig) -> None:

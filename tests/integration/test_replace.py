@@ -6,6 +6,7 @@ key wins). In merge mode the model keeps every key ever seen instead.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import tempfile
 from pathlib import Path
@@ -71,10 +72,19 @@ runs = st.lists(
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(runs=runs, how=st.sampled_from(["mode", "column", "disposition", "merge"]))
-def test_each_partition_holds_its_latest_batch(runs: list[tuple[str, list[tuple[int, int]]]], how: str) -> None:
+@given(
+    runs=runs,
+    how=st.sampled_from(["mode", "column", "disposition", "merge"]),
+    batch_bytes=st.sampled_from([None, 1]),
+)
+def test_each_partition_holds_its_latest_batch(
+    runs: list[tuple[str, list[tuple[int, int]]]], how: str, batch_bytes: int | None
+) -> None:
+    """``batch_bytes=1`` streams every non-empty day a row at a time."""
     with tempfile.TemporaryDirectory() as home, isolated_registry():
         config = CascadeConfig(home=Path(home))
+        if batch_bytes is not None:
+            config = dataclasses.replace(config, max_batch_bytes=batch_bytes)
         batches: dict[str, list[dict[str, Any]]] = {}
         asset = declare(batches, how)
         latest: dict[str, dict[str, int]] = {}  # partition -> key -> value (replace)

@@ -43,7 +43,17 @@ from cascade.redaction import masked, remember_secrets, secrets_in
 
 CONFIG_FILE = "cascade.toml"
 ENV_PREFIX = "CASCADE_"
-_CASCADE_KEYS = {"home", "branch", "catalog_name", "keep_staging", "log_format", "log_level", "commit_attempts"}
+_CASCADE_KEYS = {
+    "home",
+    "branch",
+    "catalog_name",
+    "keep_staging",
+    "log_format",
+    "log_level",
+    "commit_attempts",
+    "max_batch_bytes",
+}
+DEFAULT_MAX_BATCH_BYTES = 128 * 2**20
 
 
 def _freeze(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -64,6 +74,7 @@ class CascadeConfig:
     log_format: str = "auto"
     log_level: str = "INFO"
     commit_attempts: int = 20
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES  # a staged day larger than this is merged in chunks this size
     http: HttpPolicy = field(default_factory=HttpPolicy)
     maintenance: MaintenancePolicy = field(default_factory=MaintenancePolicy)
 
@@ -99,6 +110,7 @@ class CascadeConfig:
                 "namespaces": dict(self.namespaces),
                 "plugins": {k: dict(v) for k, v in self.plugins.items()},
                 "keep_staging": self.keep_staging,
+                "max_batch_bytes": self.max_batch_bytes,
                 "http": dataclasses.asdict(self.http),
             }
         )
@@ -150,6 +162,14 @@ def load_config(
         raise ConfigurationError(
             f"commit_attempts must be a whole number, got {settings['commit_attempts']!r}"
         ) from None
+    try:
+        max_batch_bytes = int(settings.get("max_batch_bytes", DEFAULT_MAX_BATCH_BYTES))
+    except ValueError:
+        max_batch_bytes = 0
+    if max_batch_bytes < 1:
+        raise ConfigurationError(
+            f"max_batch_bytes must be a positive whole number of bytes, got {settings['max_batch_bytes']!r}"
+        )
     log_format = str(settings.get("log_format", "auto"))
     if log_format not in ("auto", "console", "json"):
         raise ConfigurationError(f"log_format must be one of auto, console, json; got {log_format!r}")
@@ -164,6 +184,7 @@ def load_config(
         log_format=log_format,
         log_level=str(settings.get("log_level", "INFO")).upper(),
         commit_attempts=attempts,
+        max_batch_bytes=max_batch_bytes,
         http=HttpPolicy.from_settings(http),
         maintenance=MaintenancePolicy.from_settings(maintenance),
     )

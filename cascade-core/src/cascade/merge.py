@@ -135,6 +135,7 @@ class PartitionReplace:
 
     column: str
     day: dt.date
+    keep: pa.Table | None = None  # keys of the whole batch, when it is merged in chunks
 
     def bounds(self, data_type: pa.DataType) -> tuple[Any, Any]:
         """The day as ``[low, high)`` in the column's own type (timestamps: UTC for a timestamptz)."""
@@ -171,7 +172,7 @@ class _ReadCounter:
 
 def merge_into(
     table: Table,
-    batch: pa.Table | pa.RecordBatchReader,
+    batch: pa.Table | pa.RecordBatchReader | Iterable[pa.Table],
     unique_key: str | Sequence[str],
     *,
     branch: str = MAIN_BRANCH,
@@ -192,12 +193,11 @@ def merge_into(
     ``before_commit`` is called with the plan just before committing; raising there aborts
     the merge with nothing committed.
 
-    ``chunk_rows`` bounds memory for batches larger than memory: see :func:`merge_in_chunks`.
+    ``chunk_rows`` bounds memory for batches larger than memory (and an iterable of tables is
+    merged as those chunks): see :func:`merge_in_chunks`.
     """
     keys = (unique_key,) if isinstance(unique_key, str) else tuple(unique_key)
     if chunk_rows is not None:
-        if replace is not None:
-            raise ValueError("a partition replace needs the whole batch at once; it cannot be merged in chunks")
         return merge_in_chunks(
             table,
             batch,
@@ -208,9 +208,12 @@ def merge_into(
             stable_partitions=stable_partitions,
             max_attempts=max_attempts,
             before_commit=before_commit,
+            replace=replace,
         )
     if isinstance(batch, pa.RecordBatchReader):
         batch = batch.read_all()
+    if not isinstance(batch, pa.Table):
+        raise TypeError("an iterable of tables is merged in chunks: pass chunk_rows")
     schema = table.schema()
     missing = [k for k in keys if k not in schema.column_names]
     if missing:
@@ -307,7 +310,7 @@ def _pause_after_conflict(attempt: int, attempt_seconds: float) -> None:
 
 def merge_in_chunks(
     table: Table,
-    batch: pa.Table | pa.RecordBatchReader,
+    batch: pa.Table | pa.RecordBatchReader | Iterable[pa.Table],
     keys: tuple[str, ...],
     *,
     chunk_rows: int,
@@ -316,6 +319,7 @@ def merge_in_chunks(
     stable_partitions: bool = False,
     max_attempts: int = 20,
     before_commit: BeforeCommit | None = None,
+    replace: PartitionReplace | None = None,
 ) -> MergeOutcome:
     """Merge a batch of any size holding at most ``chunk_rows`` batch rows in memory at once.
 
@@ -328,10 +332,20 @@ def merge_in_chunks(
     a later one counts once as inserted and once as updated; likewise a key that changes in one
     chunk and changes back in a later one ends with its stored values but this run's
     ``_cascade_ingested_at`` (remembering every key's starting row would defeat bounded memory).
+
+    ``batch`` may also be an iterable of tables, merged one by one as given (the caller bounds
+    their size). A ``replace`` must carry the whole batch's keys (``keep``): the first chunk
+    deletes the partition's rows that none of the chunks holds.
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
-    reader = batch if isinstance(batch, pa.RecordBatchReader) else batch.to_reader(max_chunksize=chunk_rows)
+    if replace is not None and replace.keep is None:
+        raise ValueError("a partition replace merged in chunks needs the whole batch's keys (PartitionReplace.keep)")
+    if isinstance(batch, pa.Table | pa.RecordBatchReader):
+        reader = batch if isinstance(batch, pa.RecordBatchReader) else batch.to_reader(max_chunksize=chunk_rows)
+        chunks: Iterable[pa.Table] = _chunks(reader, chunk_rows)
+    else:
+        chunks = batch
     table = initialize_main(table.refresh())
     start_ref = table.metadata.refs.get(branch)
     head = table.snapshot_by_name(branch) or table.snapshot_by_name(MAIN_BRANCH)
@@ -340,7 +354,7 @@ def merge_in_chunks(
     table.manage_snapshots().create_branch(head.snapshot_id, staging).commit()
     outcomes: list[MergeOutcome] = []
     try:
-        for chunk in _chunks(reader, chunk_rows):
+        for chunk in chunks:
             outcomes.append(
                 merge_into(
                     table,
@@ -351,6 +365,7 @@ def merge_in_chunks(
                     stable_partitions=stable_partitions,
                     max_attempts=max_attempts,
                     before_commit=before_commit,
+                    replace=None if outcomes else replace,
                 )
             )
         table = table.refresh()
@@ -579,6 +594,9 @@ def stored_files_with_keys(
         stale = np.zeros(len(positions), dtype=bool)
         if replace is not None:
             stale = replace.holds(file_keys.column(replace.column)) & (positions < 0)
+            if replace.keep is not None and stale.any():
+                keep = replace.keep.select(list(keys))
+                stale &= batch_positions(file_keys.select(list(keys)).cast(keep.schema), keep, keys) < 0
         if not (positions >= 0).any() and not stale.any():
             return None
         file_rows, nbytes = _read_columns(table, data_file, None)

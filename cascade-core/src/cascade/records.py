@@ -25,7 +25,8 @@ import json
 import math
 import numbers
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -381,3 +382,42 @@ def _put_back_nonfinite(batch: pa.Table) -> pa.Table:
         index = batch.column_names.index(column)
         batch = batch.set_column(index, column, pa.array(restored, batch.column(column).type))
     return batch
+
+
+@dataclass(frozen=True)
+class BatchKeys:
+    """What the key columns of a whole staged batch say, read without its other columns."""
+
+    keys: pa.Table  # each key once
+    superseded: pa.Array  # sequence numbers of records a later record of the same key replaces
+    rows: int
+    repeated_rows: int = 0  # rows whose key another row shares (as Pandera's ``unique`` counts them)
+    repeated_examples: tuple[str, ...] = ()
+
+
+def batch_keys(files: Sequence[str], keys: tuple[str, ...]) -> BatchKeys:
+    """The batch's keys and superseded records, reading only the key columns and the sequence.
+
+    The key set is what a streamed merge holds in memory, whatever the day's size.
+    """
+    import pyarrow.parquet as pq
+
+    if not files:
+        return BatchKeys(pa.table({k: pa.array([]) for k in keys}), pa.array([], pa.int64()), 0)
+    parts = [pq.read_table(path, columns=[*keys, SEQUENCE]) for path in files]
+    numbered = pa.concat_tables(parts, promote_options="permissive")
+    groups = numbered.group_by(list(keys), use_threads=False).aggregate([(SEQUENCE, "max"), (SEQUENCE, "count")])
+    if groups.num_rows == numbered.num_rows:
+        return BatchKeys(groups.select(list(keys)), pa.array([], pa.int64()), numbered.num_rows)
+    repeated = groups.filter(pc.greater(groups.column(f"{SEQUENCE}_count"), 1))
+    candidates = numbered.join(
+        repeated.select([*keys, f"{SEQUENCE}_max"]), keys=list(keys), join_type="inner", use_threads=False
+    )
+    later = pc.less(candidates.column(SEQUENCE), candidates.column(f"{SEQUENCE}_max"))
+    superseded = candidates.filter(later).column(SEQUENCE).combine_chunks()
+    examples = tuple(
+        repr(row[keys[0]] if len(keys) == 1 else tuple(row.values()))
+        for row in repeated.select(list(keys)).slice(0, 3).to_pylist()
+    )
+    repeated_rows = int(pc.sum(repeated.column(f"{SEQUENCE}_count")).as_py())
+    return BatchKeys(groups.select(list(keys)), superseded, numbered.num_rows, repeated_rows, examples)

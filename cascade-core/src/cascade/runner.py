@@ -9,17 +9,19 @@ together, times them and traces them. A failure in any phase leaves the table as
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
 
@@ -42,6 +44,7 @@ from cascade.errors import (
     CascadeError,
     CatalogError,
     ConfigurationError,
+    FailedCheck,
     RunError,
     RunTimeoutError,
     SchemaEvolutionError,
@@ -50,6 +53,7 @@ from cascade.errors import (
     StagingError,
     StorageError,
     TransientSourceError,
+    ValidationError,
 )
 from cascade.evolution import check_diff, diff_table, evolve_table
 from cascade.faults import crash_point
@@ -57,7 +61,7 @@ from cascade.ingestion import REPLACE_NEEDS_A_DAY, CascadeAsset
 from cascade.logs import configure_logging
 from cascade.merge import MergeOutcome, MergePlan, PartitionReplace, merge_into
 from cascade.plugins import hooks
-from cascade.records import RecordGuard, column_hints, guard_source, requested_dispositions
+from cascade.records import BatchKeys, RecordGuard, batch_keys, column_hints, guard_source, requested_dispositions
 from cascade.redaction import redact
 from cascade.registry import registry
 from cascade.results import IngestionResult
@@ -66,16 +70,19 @@ from cascade.staging import (
     MultipleTablesError,
     NestedDataError,
     PipelinePlace,
-    StagedBatch,
+    StagedFiles,
     extract,
     make_pipeline,
     pipeline_place,
+    read_column,
+    read_staged,
     remove_pipeline,
-    stage,
+    stage_files,
+    stream_staged,
     underlying_errors,
 )
 from cascade.telemetry import configure_from_environment, log, record_failure, record_rows, traced
-from cascade.validation import ValidationReport, raise_for_report, validate_batch
+from cascade.validation import ValidationReport, raise_for_report, unique_columns, validate_batch
 
 BRANCH_TAG = "cascade/branch"
 MAIN = "main"
@@ -191,32 +198,114 @@ def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionRe
         check_deadline(resolved, "extract")
         with traced("stage", timings, **where) as span:
             staged = stage_batch(resolved, pipeline)
-            staged = replace(staged, data=hooks().after_extract(resolved.context, staged.data))
-            span.set_attributes({"cascade.rows_out": staged.data.num_rows, "cascade.bytes_staged": staged.bytes_staged})
+            whole = staged.memory_bytes <= resolved.config.max_batch_bytes
+            batch = hooks().after_extract(resolved.context, stamped(resolved, read_staged(staged))) if whole else None
+            rows_out = batch.num_rows if batch is not None else staged.rows
+            span.set_attributes({"cascade.rows_out": rows_out, "cascade.bytes_staged": staged.bytes_staged})
         crash_point("after-stage")
         check_deadline(resolved, "stage")
-        with traced("validate", timings, rows_in=staged.data.num_rows, **where) as span:
-            rows, report = validate(resolved, staged.data)
-            span.set_attributes({"cascade.rows_out": rows.num_rows, "cascade.validation_passed": report.passed})
-        crash_point("after-validate")
-        check_deadline(resolved, "validate")
-        with traced("merge", timings, rows_in=rows.num_rows, **where) as span:
-            veto = partial(hooks().before_commit, resolved.context)
-            outcome = merge(resolved, rows, before_commit=veto, replacing=replacing)
-            span.set_attributes(
-                {
-                    "cascade.rows_inserted": outcome.rows_inserted,
-                    "cascade.rows_updated": outcome.rows_updated,
-                    "cascade.rows_unchanged": outcome.rows_unchanged,
-                    "cascade.rows_deleted": outcome.rows_deleted,
-                    "cascade.snapshot_id": outcome.snapshot_id or -1,
-                    "cascade.commit_attempts": outcome.commit_attempts,
-                }
-            )
+        if batch is None:
+            report, outcome = validate_and_merge_in_chunks(resolved, staged, replacing, timings)
+        else:
+            with traced("validate", timings, rows_in=batch.num_rows, **where) as span:
+                rows, report = validate(resolved, batch)
+                span.set_attributes({"cascade.rows_out": rows.num_rows, "cascade.validation_passed": report.passed})
+            crash_point("after-validate")
+            check_deadline(resolved, "validate")
+            with traced("merge", timings, rows_in=rows.num_rows, **where) as span:
+                outcome = merge(resolved, rows, before_commit=veto(resolved), replacing=replacing)
+                span.set_attributes(merge_attributes(outcome))
     finally:
         if not resolved.config.keep_staging:
             remove_pipeline(resolved.place)
-    return report_result(resolved, staged, report, outcome, timings)
+    return report_result(resolved, staged, rows_out, report, outcome, timings)
+
+
+def veto(resolved: ResolvedRun) -> Callable[[MergePlan], None]:
+    """The ``cascade_before_commit`` hooks, as the merge's last word before each commit."""
+    return partial(hooks().before_commit, resolved.context)
+
+
+def merge_attributes(outcome: MergeOutcome) -> dict[str, int]:
+    return {
+        "cascade.rows_inserted": outcome.rows_inserted,
+        "cascade.rows_updated": outcome.rows_updated,
+        "cascade.rows_unchanged": outcome.rows_unchanged,
+        "cascade.rows_deleted": outcome.rows_deleted,
+        "cascade.snapshot_id": outcome.snapshot_id or -1,
+        "cascade.commit_attempts": outcome.commit_attempts,
+    }
+
+
+def validate_and_merge_in_chunks(
+    resolved: ResolvedRun, staged: StagedFiles, replacing: PartitionReplace | None, timings: dict[str, float]
+) -> tuple[ValidationReport, MergeOutcome]:
+    """A day larger than ``max_batch_bytes``: conform, validate and merge it a chunk at a time.
+
+    Only the key columns are read whole, to find the records a later one supersedes and to answer
+    uniqueness across the whole batch; each chunk is then read, stamped, passed to the
+    ``after_extract`` hooks, conformed, validated and merged onto a private branch, and the
+    target branch moves to the result in one guarded step (readers see all of the day or none).
+    """
+    spec = resolved.asset.spec
+    where = {"asset": spec.name, "table": resolved.identifier}
+    with traced("validate", timings, rows_in=staged.rows, **where):
+        keys = batch_keys(staged.files, spec.unique_key)
+        check_unique_across_chunks(resolved, staged, keys)
+    chunk_rows = max(1, staged.rows * resolved.config.max_batch_bytes // max(1, staged.memory_bytes))
+    reports: list[ValidationReport] = []
+    validating = 0.0
+
+    def chunks() -> Iterator[pa.Table]:
+        nonlocal validating
+        for chunk in stream_staged(staged, chunk_rows, keys.superseded):
+            started = time.perf_counter()
+            rows, report = validate(resolved, hooks().after_extract(resolved.context, stamped(resolved, chunk)))
+            if replacing is not None:
+                check_rows_in_partition(rows, replacing, spec.unique_key, resolved.where)
+            reports.append(report)
+            validating += time.perf_counter() - started
+            check_deadline(resolved, "validate")
+            yield rows
+
+    whole_day = dataclasses.replace(replacing, keep=keys.keys) if replacing is not None else None
+    with traced("merge", timings, rows_in=staged.rows, **where) as span:
+        outcome = merge(resolved, chunks(), before_commit=veto(resolved), replacing=whole_day, chunk_rows=chunk_rows)
+        span.set_attributes(merge_attributes(outcome))
+    timings["validate"] = timings.get("validate", 0.0) + validating
+    timings["merge"] -= validating
+    outcome = dataclasses.replace(outcome, rows_in=staged.rows, rows_deduplicated=len(keys.superseded))
+    return combined_report(reports, staged.rows), outcome
+
+
+def check_unique_across_chunks(resolved: ResolvedRun, staged: StagedFiles, keys: BatchKeys) -> None:
+    """A Pandera ``unique`` check answered for the whole batch, not chunk by chunk."""
+    spec = resolved.asset.spec
+    model = spec.validation_schema if spec.validate else None
+    failed = []
+    for column in unique_columns(model):
+        if (column,) == spec.unique_key:
+            repeated, examples = keys.repeated_rows, keys.repeated_examples
+        else:
+            counts = pc.value_counts(read_column(staged.files, column).drop_null())
+            shared = counts.filter(pc.greater(counts.field("counts"), 1))
+            repeated = int(pc.sum(shared.field("counts")).as_py() or 0)
+            examples = tuple(repr(v) for v in shared.field("values").slice(0, 3).to_pylist())
+        if repeated:
+            failed.append(FailedCheck(column, "field_uniqueness", failure_count=repeated, failure_cases=examples))
+    if failed:
+        raise ValidationError(
+            asset=spec.name,
+            partition=resolved.partition,
+            failed_checks=failed,
+            failing_rows="(uniqueness is checked across the whole streamed batch; no rows are held to show)",
+        )
+
+
+def combined_report(reports: list[ValidationReport], rows: int) -> ValidationReport:
+    """One report for a batch validated a chunk at a time (every chunk passed, or the run failed)."""
+    model = reports[0].model if reports else None
+    return ValidationReport(model=model, rows=rows, passed=all(r.passed for r in reports))
 
 
 def resolve_branch(explicit: str | None, tags: Mapping[str, str], config: CascadeConfig) -> str:
@@ -370,17 +459,20 @@ def _status_hint(status: int) -> str:
     return hints.get(status, "server error" if status >= 500 else "request failed")
 
 
-def stage_batch(resolved: ResolvedRun, pipeline: Any) -> StagedBatch:
-    """Normalize through dlt to parquet, then stamp every row with this run's ``_cascade_ingested_at``."""
+def stage_batch(resolved: ResolvedRun, pipeline: Any) -> StagedFiles:
+    """Normalize through dlt to parquet files (their rows are read later, whole or in chunks)."""
     try:
-        staged = stage(pipeline)
+        return stage_files(pipeline)
     except (NestedDataError, MultipleTablesError) as error:
         raise StagingError(str(error), asset=resolved.asset.spec.name, partition=resolved.partition) from None
     except Exception as error:
         raise source_error(error, asset=resolved.asset.spec.name, partition=resolved.partition) from error
-    stamp = pa.array([resolved.ingested_at] * staged.data.num_rows, pa.timestamp("us", tz="UTC"))
-    data = staged.data.drop_columns([c for c in (INGESTED_AT,) if c in staged.data.column_names])
-    return StagedBatch(data.append_column(INGESTED_AT, stamp), staged.files, staged.bytes_staged, staged.resource)
+
+
+def stamped(resolved: ResolvedRun, rows: pa.Table) -> pa.Table:
+    """``rows`` with this run's ``_cascade_ingested_at`` (whatever the source sent in its place)."""
+    stamp = pa.array([resolved.ingested_at] * rows.num_rows, pa.timestamp("us", tz="UTC"))
+    return rows.drop_columns([c for c in (INGESTED_AT,) if c in rows.column_names]).append_column(INGESTED_AT, stamp)
 
 
 def validate(resolved: ResolvedRun, staged: pa.Table) -> tuple[pa.Table, ValidationReport]:
@@ -397,17 +489,22 @@ def validate(resolved: ResolvedRun, staged: pa.Table) -> tuple[pa.Table, Validat
 
 def merge(
     resolved: ResolvedRun,
-    rows: pa.Table,
+    rows: pa.Table | Iterator[pa.Table],
     before_commit: Callable[[MergePlan], None] | None = None,
     replacing: PartitionReplace | None = None,
+    chunk_rows: int | None = None,
 ) -> MergeOutcome:
-    """Create the table and branch when missing, evolve it to the asset, then merge in one atomic snapshot."""
-    if rows.num_rows == 0 and replacing is None:  # an empty partition commits nothing, whatever the schema requires
-        return MergeOutcome.nothing()
-    if replacing is not None:
-        check_rows_in_partition(rows, replacing, resolved.asset.spec.unique_key, resolved.where)
+    """Create the table and branch when missing, evolve it to the asset, then merge in one atomic snapshot.
+
+    ``rows`` is the whole batch, or (with ``chunk_rows``) its chunks, each already checked.
+    """
+    if isinstance(rows, pa.Table):
+        if rows.num_rows == 0 and replacing is None:  # an empty partition commits nothing, whatever the schema says
+            return MergeOutcome.nothing()
+        if replacing is not None:
+            check_rows_in_partition(rows, replacing, resolved.asset.spec.unique_key, resolved.where)
     with catalog_errors(resolved):
-        return _merge(resolved, rows, before_commit, replacing)
+        return _merge(resolved, rows, before_commit, replacing, chunk_rows)
 
 
 def check_table(resolved: ResolvedRun) -> None:
@@ -464,13 +561,19 @@ def check_rows_in_partition(rows: pa.Table, replacing: PartitionReplace, keys: t
 
 def _merge(
     resolved: ResolvedRun,
-    rows: pa.Table,
+    rows: pa.Table | Iterator[pa.Table],
     before_commit: Callable[[MergePlan], None] | None = None,
     replacing: PartitionReplace | None = None,
+    chunk_rows: int | None = None,
 ) -> MergeOutcome:
     spec = resolved.asset.spec
     catalog = open_catalog(resolved.config)
-    if replacing is not None and rows.num_rows == 0 and not catalog.table_exists(resolved.identifier):
+    if (
+        replacing is not None
+        and isinstance(rows, pa.Table)
+        and rows.num_rows == 0
+        and not catalog.table_exists(resolved.identifier)
+    ):
         return MergeOutcome.nothing()  # nothing to replace, and no table to create for an empty day
     table: Table = ensure_table(catalog, (resolved.namespace, resolved.table_name), spec)
     table, _ = evolve_table(table, spec, where=resolved.where)
@@ -492,12 +595,14 @@ def _merge(
             max_attempts=resolved.config.commit_attempts,
             before_commit=commit_guard,
             replace=replacing,
+            chunk_rows=chunk_rows,
         )
 
 
 def report_result(
     resolved: ResolvedRun,
-    staged: StagedBatch,
+    staged: StagedFiles,
+    rows_extracted: int,
     report: ValidationReport,
     outcome: MergeOutcome,
     timings: Mapping[str, float],
@@ -508,7 +613,7 @@ def report_result(
         table=resolved.identifier,
         branch=resolved.branch,
         partition=resolved.partition,
-        rows_extracted=staged.data.num_rows,
+        rows_extracted=rows_extracted,
         rows_inserted=outcome.rows_inserted,
         rows_updated=outcome.rows_updated,
         rows_unchanged=outcome.rows_unchanged,

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")  # never phone home from a user's pipeline
@@ -24,7 +25,7 @@ import dlt
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from cascade.faults import crash_point
-from cascade.records import restore_source_order
+from cascade.records import SEQUENCE, restore_source_order
 
 DLT_COLUMNS = ("_dlt_id", "_dlt_load_id")
 
@@ -80,8 +81,25 @@ def extract(pipeline: dlt.Pipeline, source: Any) -> None:
     pipeline.extract(source, loader_file_format="parquet")
 
 
+@dataclass(frozen=True)
+class StagedFiles:
+    """The parquet files dlt wrote for one run, known from their footers (no rows read yet)."""
+
+    files: tuple[str, ...]
+    bytes_staged: int
+    resource: str | None
+    rows: int
+    memory_bytes: int  # the rows' uncompressed size: what reading them whole would hold
+
+
 def stage(pipeline: dlt.Pipeline) -> StagedBatch:
     """Normalize the extracted records to parquet and read them back as one table."""
+    staged = stage_files(pipeline)
+    return StagedBatch(read_staged(staged), staged.files, staged.bytes_staged, staged.resource)
+
+
+def stage_files(pipeline: dlt.Pipeline) -> StagedFiles:
+    """Normalize the extracted records to parquet; read only the files' footers."""
     info = pipeline.normalize()
     files: list[str] = []
     resources: set[str] = set()
@@ -99,13 +117,40 @@ def stage(pipeline: dlt.Pipeline) -> StagedBatch:
     if len(resources) > 1:
         raise MultipleTablesError(sorted(resources))
     crash_point("mid-stage")
-    data = restore_source_order(read_parquet(files))
-    return StagedBatch(
-        data=data.drop_columns([c for c in DLT_COLUMNS if c in data.column_names]),
+    footers = [pq.ParquetFile(f).metadata for f in files]
+    return StagedFiles(
         files=tuple(files),
         bytes_staged=sum(os.path.getsize(f) for f in files),
         resource=next(iter(resources), None),
+        rows=sum(m.num_rows for m in footers),
+        memory_bytes=sum(m.row_group(g).total_byte_size for m in footers for g in range(m.num_row_groups)),
     )
+
+
+def read_staged(staged: StagedFiles) -> pa.Table:
+    """All staged rows as one table, in the order the source yielded them."""
+    data = restore_source_order(read_parquet(list(staged.files)))
+    return data.drop_columns([c for c in DLT_COLUMNS if c in data.column_names])
+
+
+def stream_staged(staged: StagedFiles, chunk_rows: int, superseded: pa.Array) -> Iterator[pa.Table]:
+    """The staged rows in chunks of at most ``chunk_rows``, without the ``superseded`` records.
+
+    With superseded records dropped every key appears once in the whole batch, so the order of
+    the chunks no longer matters for "the last record wins".
+    """
+    for path in staged.files:
+        for record_batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+            chunk = pa.Table.from_batches([record_batch])
+            if len(superseded) and SEQUENCE in chunk.column_names:
+                chunk = chunk.filter(pc.invert(pc.is_in(chunk.column(SEQUENCE), value_set=superseded)))
+            chunk = restore_source_order(chunk)
+            yield chunk.drop_columns([c for c in DLT_COLUMNS if c in chunk.column_names])
+
+
+def read_column(files: Sequence[str], column: str) -> pa.ChunkedArray:
+    """One column of every staged file."""
+    return pa.chunked_array([pq.read_table(path, columns=[column]).column(column) for path in files])
 
 
 def read_parquet(files: list[str]) -> pa.Table:

@@ -62,6 +62,13 @@ def validate_batch(rows: pa.Table, model: Any | None) -> ValidationReport:
     return ValidationReport(model=model.__name__, rows=rows.num_rows, passed=True)
 
 
+def unique_columns(model: Any | None) -> list[str]:
+    """The columns a Pandera model declares ``unique=True``."""
+    if model is None:
+        return []
+    return [name for name, column in model.to_schema().columns.items() if column.unique]
+
+
 def raise_for_report(report: ValidationReport, *, asset: str, partition: str) -> None:
     if not report.passed:
         raise ValidationError(
