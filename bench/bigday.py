@@ -1,0 +1,162 @@
+"""Big partitions: one day of N rows through ``cascade.run`` beside dlt alone writing parquet.
+
+Sources, generated in the child process (nothing is downloaded):
+  arrow   3 columns (id, value, at) as Arrow tables of 50,000 rows: 1M, 5M and 10M rows
+  json    20 columns as dicts, as most REST APIs give: 1M rows
+
+Each method runs in a fresh process on a fresh folder; the script prints wall seconds and peak
+RSS (VmHWM) of each, the ratios, and Cascade's per-phase seconds. Nothing is asserted.
+
+    python bench/bigday.py [--sizes 1000000 5000000 10000000] [--json-rows 1000000] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+DAY = "2024-06-01"
+CHUNK = 50_000
+JSON_COLUMNS = 20
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (not ru_maxrss: Linux carries that across exec from the parent)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def arrow_pages(rows: int) -> Any:
+    import pyarrow as pa
+
+    start = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
+    for offset in range(0, rows, CHUNK):
+        n = min(CHUNK, rows - offset)
+        ids = pa.array(range(offset, offset + n), pa.int64())
+        yield pa.table(
+            {
+                "id": ids,
+                "value": pa.array([float(i % 1000) for i in range(offset, offset + n)], pa.float64()),
+                "at": pa.array([start] * n, pa.timestamp("us", tz="UTC")),
+            }
+        )
+
+
+def json_records(rows: int) -> Any:
+    at = "2024-06-01T12:00:00+00:00"
+    for i in range(rows):
+        record: dict[str, Any] = {"id": i, "at": at}
+        for c in range(JSON_COLUMNS - 2):
+            record[f"c{c}"] = i * c if c % 3 == 0 else (f"text-{i % 97}-{c}" if c % 3 == 1 else i / 7)
+        yield record
+
+
+def schema(kind: str) -> Any:
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import DoubleType, LongType, NestedField, StringType, TimestamptzType
+
+    fields = [NestedField(1, "id", LongType(), required=False), NestedField(2, "at", TimestamptzType())]
+    if kind == "arrow":
+        fields.append(NestedField(3, "value", DoubleType()))
+    else:
+        for c in range(JSON_COLUMNS - 2):
+            kind_of = (LongType(), StringType(), DoubleType())[c % 3]
+            fields.append(NestedField(3 + c, f"c{c}", kind_of, required=False))
+    return Schema(*fields)
+
+
+def child(method: str, kind: str, rows: int, folder: Path) -> dict[str, Any]:
+    import dlt
+
+    import cascade  # both methods pay the same imports before the clock starts
+
+    source = arrow_pages(rows) if kind == "arrow" else json_records(rows)
+    started = time.perf_counter()
+    phases: dict[str, float] = {}
+    if method == "cascade":
+
+        @cascade.cascade_ingestion(table_name="big", unique_key="id", iceberg_schema=schema(kind), group="bench")
+        def big(partition_date: str) -> Any:
+            return dlt.resource(source, name="big")
+
+        result = cascade.run(big, DAY, config=cascade.CascadeConfig(home=folder / "cascade"))
+        assert result.rows_inserted == rows, result
+        phases = dict(result.phase_seconds)
+    else:
+        pipeline = dlt.pipeline(
+            pipeline_name="dlt_parquet",
+            pipelines_dir=str(folder / "pipelines"),
+            destination=dlt.destinations.filesystem(bucket_url=(folder / "lake").as_uri()),
+            dataset_name="bench",
+        )
+        pipeline.run(dlt.resource(source, name="big"), loader_file_format="parquet")
+    return {"seconds": time.perf_counter() - started, "rss_mb": peak_rss_mb(), "phases": phases}
+
+
+def measure(method: str, kind: str, rows: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", method, "--kind", kind, "--rows", str(rows), "--dir", folder],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"},
+        )
+    if done.returncode != 0:
+        print(done.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"{method} {kind} {rows} failed")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1_000_000, 5_000_000, 10_000_000])
+    parser.add_argument("--json-rows", type=int, default=1_000_000)
+    parser.add_argument("--smoke", action="store_true", help="100,000 arrow rows and 20,000 json rows")
+    parser.add_argument("--child")
+    parser.add_argument("--kind")
+    parser.add_argument("--rows", type=int)
+    parser.add_argument("--dir")
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.kind, args.rows, Path(args.dir))))
+        return
+    cases = [("arrow", n) for n in ([100_000] if args.smoke else args.sizes)]
+    cases.append(("json", 20_000 if args.smoke else args.json_rows))
+    rows_out = []
+    for kind, rows in cases:
+        measured = {method: measure(method, kind, rows) for method in ("cascade", "dlt-parquet")}
+        print(f"{kind} {rows:,}: {measured}", file=sys.stderr, flush=True)
+        rows_out.append((kind, rows, measured))
+    print()
+    print("| source | rows | cascade s | cascade MB | dlt->parquet s | dlt->parquet MB | time ratio | RSS ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for kind, rows, m in rows_out:
+        c, d = m["cascade"], m["dlt-parquet"]
+        print(
+            f"| {kind} | {rows:,} | {c['seconds']:.1f} | {c['rss_mb']:.0f} | {d['seconds']:.1f} | {d['rss_mb']:.0f} "
+            f"| {c['seconds'] / d['seconds']:.2f}x | {c['rss_mb'] / d['rss_mb']:.2f}x |"
+        )
+    print()
+    print("Cascade per phase (seconds):")
+    print("| source | rows | " + " | ".join(("resolve", "extract", "stage", "validate", "merge")) + " |")
+    print("|---|---|---|---|---|---|---|")
+    for kind, rows, m in rows_out:
+        phases = m["cascade"]["phases"]
+        cells = " | ".join(f"{phases.get(p, 0.0):.1f}" for p in ("resolve", "extract", "stage", "validate", "merge"))
+        print(f"| {kind} | {rows:,} | {cells} |")
+
+
+if __name__ == "__main__":
+    main()
