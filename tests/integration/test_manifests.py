@@ -20,8 +20,10 @@ from pyiceberg.table import Table
 from cascade import merge_into
 from cascade.catalog import load_or_create_table
 from cascade.errors import ConfigurationError
+from cascade.maintenance import EXPIRY_SLACK, MAX_SNAPSHOTS
 from cascade.merge import plan_merge, prepare_batch
 from cascade.snapshots import METADATA_PROPERTIES
+from cascade.tables import ingested_partitions
 from tests.integration.test_merge import BY_P, SCHEMA, Model, batch, new_catalog, stamp, table_state
 
 MIN_COUNT = "commit.manifest.min-count-to-merge"
@@ -219,3 +221,25 @@ def test_a_bad_property_value_is_refused_with_nothing_committed(catalog: SqlCata
         merge_into(table, batch([("a", 0, 1)], 0), "k")
     assert table.refresh().current_snapshot() is None
     assert not list(Path(table.location().removeprefix("file://")).rglob("*.parquet"))
+
+
+def test_merges_expire_their_own_old_snapshots_and_keep_coverage(catalog: SqlCatalog) -> None:
+    table = cascade_table(catalog, **{MAX_SNAPSHOTS: "60"})
+    model = Model({})
+    most = 0
+    for step in range(140):
+        records = [(f"k{step % 7}", step % 10, step), (f"new-{step}", step % 10, 0)]
+        properties = {"cascade.asset": "a", "cascade.partition": f"day-{step:03d}"}
+        merge_into(table, batch(records, step), "k", snapshot_properties=properties)
+        model.apply(records, step)
+        most = max(most, len(table.refresh().metadata.snapshots))
+    assert 60 < most <= 60 + EXPIRY_SLACK + 1  # the initial empty snapshot aside, never past limit + slack
+    assert table_state(table) == model.rows
+    assert ingested_partitions(table, "a") == {f"day-{step:03d}" for step in range(140)}  # resume survives
+
+
+def test_upkeep_on_commit_can_be_turned_off(catalog: SqlCatalog) -> None:
+    table = cascade_table(catalog, **{MAX_SNAPSHOTS: "0"})
+    for step in range(115):
+        merge_into(table, batch([(f"new-{step}", 0, 0)], step), "k")
+    assert len(table.refresh().metadata.snapshots) >= 115

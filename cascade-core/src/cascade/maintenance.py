@@ -252,6 +252,41 @@ def expire_snapshots(
     return ExpiryResult(result.snapshots_expired, result.snapshots_kept, result.coverage_recorded, tries)
 
 
+MAX_SNAPSHOTS = "cascade.history.max-snapshots"
+"""Table property: the snapshots a branch keeps when merges expire old ones themselves (0: never)."""
+DEFAULT_MAX_SNAPSHOTS = 200
+LEAST_MAX_SNAPSHOTS = 60  # above HISTORY_SEARCH_DEPTH: a writer unsure of its commit still finds it
+EXPIRY_SLACK = 50  # expire once per this many commits past the limit, not on every commit
+
+
+def expire_on_commit(table: Table) -> ExpiryResult | None:
+    """The upkeep a merge does itself, so a table's per-commit cost does not grow with its age.
+
+    pyiceberg reads, copies and rewrites all of ``metadata.json`` on every commit, and it grows
+    with every snapshot. Once a table holds ``cascade.history.max-snapshots`` (200) plus 50
+    snapshots, this expires the oldest down to each branch's last 200, recording their coverage
+    in the ledger as ``cascade maintain`` does. One attempt: when another writer wins the race,
+    a later commit does the upkeep. Returns what was expired, or ``None`` when nothing was due.
+    """
+    try:
+        limit = int(table.properties.get(MAX_SNAPSHOTS, DEFAULT_MAX_SNAPSHOTS))
+    except ValueError:
+        raise MaintenanceError(
+            f"table {_name(table)}: {MAX_SNAPSHOTS}={table.properties[MAX_SNAPSHOTS]!r} is not a whole number"
+        ) from None
+    if limit <= 0 or len(table.metadata.snapshots) <= max(limit, LEAST_MAX_SNAPSHOTS) + EXPIRY_SLACK:
+        return None
+    plan = plan_expiry(table, cutoff_ms=int(time.time() * 1000) + 1, retain_last=max(limit, LEAST_MAX_SNAPSHOTS))
+    if not plan.expired:
+        return None
+    try:
+        with traced("maintenance.expire", table=_name(table), on_commit=True):
+            commit_expiry(table, plan)
+    except CommitFailedException:
+        return None  # another writer moved a ref first; the next commit's upkeep tries again
+    return ExpiryResult(plan.expired, plan.kept, len(plan.coverage), 1)
+
+
 def plan_expiry(table: Table, *, cutoff_ms: int, retain_last: int) -> ExpiryPlan:
     """Which snapshots go, and the coverage each kept snapshot whose parent goes must carry."""
     metadata = table.metadata

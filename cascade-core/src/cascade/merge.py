@@ -265,11 +265,19 @@ def merge_into(
                 raise
             snapshot_id = landed
         crash_point("after-commit")
+        expire_on_commit(table)
         return _outcome(plan, batch.num_rows, deduplicated, written, snapshot_id, attempt)
     raise MergeConflictError(
         f"table {'.'.join(table.name())}, branch {branch!r}: concurrent commits invalidated the merge "
         f"{max_attempts} times; try again"
     )
+
+
+def expire_on_commit(table: Table) -> None:
+    """A merge's own upkeep: see :func:`cascade.maintenance.expire_on_commit`."""
+    from cascade.maintenance import expire_on_commit as expire  # maintenance builds on this module
+
+    expire(table)
 
 
 def commit_outcome_unknown(error: BaseException) -> bool:
