@@ -55,8 +55,17 @@ DIRECTIONS = ("Flat", "FortyFiveUp", "FortyFiveDown", "SingleUp", "SingleDown")
 Maintenance = Callable[[Any], None]
 """Given the pyiceberg ``Table`` after every N runs; whatever it does is timed apart from the merges."""
 
-MAINTENANCE: dict[str, Maintenance] = {}
-"""Named maintenance variants, e.g. ``{"default": lambda table: maintain(table)}`` once it exists."""
+
+def _default_maintenance(table: Any) -> None:
+    """What ``cascade maintain --compact --rewrite-manifests`` does with the default policy."""
+    from cascade.maintenance import maintain
+    from cascade.maintenance_policy import MaintenancePolicy
+
+    maintain(table, MaintenancePolicy(compact=True, rewrite_manifests=True))
+
+
+MAINTENANCE: dict[str, Maintenance] = {"default": _default_maintenance}
+"""Named maintenance variants, run every ``--maintain-every`` runs."""
 
 
 @dataclass(frozen=True)
