@@ -29,7 +29,7 @@ def diagnose() -> dict[str, Any]:
     try:
         config = cascade.load_config()
     except cascade.CascadeError as error:
-        return {"configuration": f"error: {error}", "healthy": False}
+        return {"configuration": f"error: {redact(str(error))}", "healthy": False}
     report["configuration"] = config.describe()
     try:
         catalog = open_catalog(config)
@@ -42,10 +42,10 @@ def diagnose() -> dict[str, Any]:
     try:
         found = cascade.discover()
         plugins: dict[str, str] = {a.spec.plugin or "(in-process)": "loaded" for a in found.assets}
-        plugins.update({f.plugin: f"failed: {type(f.error).__name__}: {f.error}" for f in found.failures})
+        plugins.update({f.plugin: redact(f"failed: {type(f.error).__name__}: {f.error}") for f in found.failures})
         report["plugins"] = plugins
     except cascade.CascadeError as error:
-        report["plugins"] = f"error: {error}"
+        report["plugins"] = f"error: {redact(str(error))}"
         healthy = False
     leftovers = leftover_pipelines(config.home)
     report["leftover pipeline folders (runs that died)"] = [str(p) for p in leftovers] or "none"

@@ -48,7 +48,6 @@ from cascade.errors import (
 )
 from cascade.faults import crash_point
 from cascade.ingestion import CascadeAsset
-from cascade.logs import configure_logging
 from cascade.merge import MergeOutcome, MergePlan, merge_into
 from cascade.plugins import hooks
 from cascade.redaction import redact
@@ -228,7 +227,6 @@ def resolve(
 ) -> ResolvedRun:
     """Decide the branch, table, run id and pipeline folder; touches nothing."""
     config = config or load_config()
-    configure_logging(config.log_format, config.log_level)
     partition = check_partition(asset.spec.name, partition_date)
     chosen_branch = resolve_branch(branch, tags, config)
     namespace, table_name = table_identifier(asset.spec, config)
