@@ -332,27 +332,15 @@ def query_command(
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
-    """SQL over the Cascade tables with DuckDB (pip install 'cascade-cli[query]')."""
+    """Read-only SQL over the Cascade tables with DuckDB (pip install 'cascade-cli[query]')."""
     try:
-        import duckdb
+        import duckdb  # noqa: F401
     except ImportError:
         fail(ConfigurationError("cascade query needs DuckDB: pip install 'cascade-cli[query]'"))
-    from cascade.tables import all_tables
+    from cascade_cli.query import run_query
 
     try:
-        catalog = _catalog()
-        connection = duckdb.connect()
-        for identifier in all_tables(catalog):
-            namespace, name = identifier.split(".")
-            connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{namespace}"')
-            arrow = catalog.load_table(identifier).scan().to_arrow()
-            connection.register(f"__{namespace}__{name}", arrow)
-            connection.execute(f'CREATE VIEW "{namespace}"."{name}" AS SELECT * FROM "__{namespace}__{name}"')
-        try:
-            rows = connection.execute(sql).to_arrow_table()
-            assert rows is not None  # a query always has a result table
-        except duckdb.Error as error:
-            raise ConfigurationError(f"query failed: {error}") from None
+        rows = run_query(_catalog(), sql)
     except CascadeError as error:
         fail(error)
     if as_json:
