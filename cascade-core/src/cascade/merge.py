@@ -146,13 +146,16 @@ def merge_into(
     max_attempts: int = 20,
     before_commit: BeforeCommit | None = None,
     chunk_rows: int | None = None,
+    last_check: Callable[[], None] | None = None,
 ) -> MergeOutcome:
     """Upsert ``batch`` into ``table`` on ``unique_key`` in one atomic snapshot on ``branch``.
 
     ``stable_partitions`` declares that a key's partition columns never change, so pruning to
     the batch's partitions is exact even when the partition source is not part of the key.
     ``before_commit`` is called with the plan just before committing; raising there aborts
-    the merge with nothing committed.
+    the merge with nothing committed. ``last_check`` is called immediately before the commit
+    request, after the data files are written (the runner checks its deadline there); raising
+    there removes the written files and aborts with nothing committed.
 
     ``chunk_rows`` bounds memory for batches larger than memory: see :func:`merge_in_chunks`.
     """
@@ -193,6 +196,12 @@ def merge_into(
             before_commit(plan)
         written = write_files(table, plan.rows_to_write)
         crash_point("before-commit")
+        if last_check is not None:
+            try:
+                last_check()
+            except BaseException:
+                _delete_files(table, written)
+                raise
         try:
             with traced("commit", attempt=attempt, table=".".join(table.name()), branch=branch) as span:
                 snapshot_id = commit_plan(table, plan, written, branch=branch, properties=properties)

@@ -386,6 +386,7 @@ def _merge(
         check_deadline(resolved, "merge")
         if before_commit is not None:
             before_commit(plan)
+            check_deadline(resolved, "cascade_before_commit")
 
     with writer_lock(table, resolved.branch, wait_seconds=resolved.context.remaining_seconds()) as locked:
         return merge_into(
@@ -397,6 +398,7 @@ def _merge(
             stable_partitions=spec.stable_partitions,
             max_attempts=resolved.config.commit_attempts,
             before_commit=commit_guard,
+            last_check=lambda: check_deadline(resolved, "writing the data files"),
         )
 
 
