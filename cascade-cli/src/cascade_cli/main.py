@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 import cascade
-from cascade.errors import CascadeError, ConfigurationError, UnknownAssetError
+from cascade.errors import CascadeError, ConfigurationError, UnknownAssetError, ValidationError
 from cascade.logs import configure_logging
 from cascade.redaction import redact, redact_values, redacted_traceback
 from cascade_cli.output import guard_standard_streams, print_table
@@ -79,8 +79,10 @@ def fail(error: BaseException) -> NoReturn:
     text = redact(str(error)).strip()
     lines = text.splitlines() or [""]
     first_line = lines[0] if isinstance(error, CascadeError) else f"{type(error).__name__}: {lines[0]}".rstrip(": ")
+    if not isinstance(error, CascadeError) and not _state["verbose"]:
+        first_line += " (cascade --verbose shows the traceback)"
     err.print(f"[bold red]error:[/] {escape(first_line)}", highlight=False, soft_wrap=True)
-    if not _state["verbose"] and isinstance(error, CascadeError):
+    if not _state["verbose"] and isinstance(error, ValidationError):  # the failing checks, one per line
         for line in lines[1:12]:
             err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(2 if isinstance(error, USAGE_ERRORS) else 1)
@@ -234,10 +236,10 @@ def _catalog() -> Any:
 def _load(identifier: str) -> Any:
     from pyiceberg.exceptions import NoSuchTableError
 
-    from cascade.tables import parse_identifier
+    from cascade.tables import load_table, parse_identifier
 
     try:
-        return _catalog().load_table(parse_identifier(identifier))
+        return load_table(_catalog(), parse_identifier(identifier))
     except NoSuchTableError:
         raise ConfigurationError(f"no table {identifier!r} in the catalog (see: cascade tables)") from None
 

@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from cascade.errors import ConfigurationError
-from cascade.tables import all_tables
+from cascade.tables import all_tables, load_table
 
 LOCKED_DOWN = {
     "enable_external_access": False,
@@ -83,7 +83,7 @@ def register_tables(connection: Any, catalog: Any, names: set[str]) -> None:
         if name not in names:
             continue
         hidden = f"__cascade__{namespace}__{name}"
-        connection.register(hidden, table_source(catalog.load_table(identifier)))
+        connection.register(hidden, table_source(load_table(catalog, identifier)))
         connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{namespace}"')
         connection.execute(f'CREATE VIEW "{namespace}"."{name}" AS SELECT * FROM "{hidden}"')
 

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import NoSuchTableError, NotInstalledError
@@ -16,11 +17,12 @@ from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
 from pyiceberg.table.snapshots import Snapshot
 
 from cascade.config import CascadeConfig
-from cascade.errors import CatalogError, ConfigurationError
+from cascade.errors import CatalogError, ConfigurationError, CorruptCatalogError
 from cascade.ingestion import IDENTIFIER
 from cascade.redaction import redact
 from cascade.spec import AssetSpec
 
+SQLITE_HEADER = b"SQLite format 3\x00"
 BRANCH_NAME_MAX = 128
 OPEN_ATTEMPTS = 4
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
@@ -33,6 +35,7 @@ def open_catalog(config: CascadeConfig) -> Catalog:
     if sqlite:
         config.home.mkdir(parents=True, exist_ok=True)
         (config.home / "warehouse").mkdir(exist_ok=True)
+        check_sqlite_file(config)
         props = {**props, "uri": with_busy_timeout(props["uri"])}
     for attempt in range(OPEN_ATTEMPTS):
         try:
@@ -56,6 +59,37 @@ def open_catalog(config: CascadeConfig) -> Catalog:
                 f"{type(error).__name__}: {redact(first_line(str(error)))}"
             ) from None
     raise AssertionError("unreachable")
+
+
+def sqlite_file(config: CascadeConfig) -> Path | None:
+    """The file of an SQLite catalog, or None for another catalog (or an in-memory SQLite one)."""
+    uri = config.catalog.get("uri", "")
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def check_sqlite_file(config: CascadeConfig) -> None:
+    """A catalog file that is not SQLite (garbage, overwritten) is a terminal error naming the file.
+
+    Retrying cannot repair it; SQLite itself only says "file is not a database" on first use.
+    """
+    path = sqlite_file(config)
+    if path is None or not path.is_file():
+        return
+    try:
+        with path.open("rb") as stream:
+            header = stream.read(len(SQLITE_HEADER))
+    except OSError as error:
+        raise CorruptCatalogError(
+            f"catalog {config.catalog_name!r}: cannot read its file {path}: {error.strerror or error}"
+        ) from None
+    if header and header != SQLITE_HEADER[: len(header)]:
+        raise CorruptCatalogError(
+            f"catalog {config.catalog_name!r}: {path} is not an SQLite database (corrupt or overwritten); "
+            "restore it from a backup, or move it away to start an empty catalog"
+        )
 
 
 def with_busy_timeout(uri: str) -> str:

@@ -133,6 +133,10 @@ class CatalogError(TransientError):
     """The catalog could not be reached or refused us (down, timed out, wrong credentials)."""
 
 
+class CorruptCatalogError(TerminalError):
+    """The catalog's own file is not a readable catalog (overwritten, truncated, garbage); retrying cannot help."""
+
+
 class StorageError(TransientError):
     """The warehouse storage (a folder, S3, ...) could not be read or written."""
 
