@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 import cascade
+from cascade.catalog import check_branch_name
 from cascade.errors import CascadeError, ConfigurationError, UnknownAssetError, ValidationError
 from cascade.logs import configure_logging
 from cascade.redaction import redact, redact_values, redacted_traceback
@@ -198,7 +199,7 @@ def backfill_command(
         cascade.discover()
         chosen = cascade.registry().get(asset)
         config = cascade.load_config()
-        target = branch or config.branch or "main"
+        target = check_branch_name(branch or config.branch or "main")
         report = backfill(
             chosen,
             date_range(dt.date.fromisoformat(start), dt.date.fromisoformat(end)),

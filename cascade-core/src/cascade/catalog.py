@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,10 +138,20 @@ def table_identifier(spec: AssetSpec, config: CascadeConfig) -> tuple[str, str]:
     return namespace, spec.table_name
 
 
+# ASCII letters, digits and ``._-``, in parts joined by single ``/``, no part starting with ``.``
+# (so no ``.`` or ``..`` part) or ``-``: nothing invisible, nothing that looks like another name,
+# nothing a path or an option could misread.
+BRANCH_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(?:/[A-Za-z0-9_][A-Za-z0-9._-]*)*")
+BRANCH_RULE = (
+    "letters, digits and . _ - /, at most 128 characters, with no '..', no part starting with '.' or '-', "
+    "and no leading, trailing or double '/'"
+)
+
+
 def check_branch_name(branch: str) -> str:
-    """Branch names are short and printable; no path or whitespace tricks."""
-    if not branch or len(branch) > BRANCH_NAME_MAX or any(c.isspace() or c in "/\\" for c in branch):
-        raise ConfigurationError(f"branch {branch!r} is not a valid branch name")
+    """A branch name from the safe set (:data:`BRANCH_RULE`); anything else is a usage error."""
+    if len(branch) > BRANCH_NAME_MAX or ".." in branch or not BRANCH_NAME.fullmatch(branch):
+        raise ConfigurationError(f"branch {branch!r} is not a valid branch name: use {BRANCH_RULE}")
     return branch
 
 
