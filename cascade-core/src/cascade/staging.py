@@ -15,12 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dlt
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")  # never phone home from a user's pipeline
-
-import dlt
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from cascade.faults import crash_point

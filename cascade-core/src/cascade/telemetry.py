@@ -141,7 +141,8 @@ def configure_from_environment() -> None:
     """
     global _configured
     exporters = [e.strip() for e in os.environ.get("OTEL_TRACES_EXPORTER", "").split(",") if e.strip()]
-    if _configured or not exporters or exporters == ["none"]:
+    disabled = os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true"
+    if _configured or disabled or not exporters or exporters == ["none"]:
         return
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return
