@@ -18,6 +18,8 @@ import sys
 FAST_HTTP = {"max_attempts": "2", "backoff_seconds": "0.05", "timeout_seconds": "10"}
 for _name, _value in FAST_HTTP.items():
     os.environ.setdefault(f"CASCADE_HTTP__{_name.upper()}", _value)
+# The test suite is the application: it, not the library, tells dlt not to phone home (no network).
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 # The run-history plugin would add a cascade.runs table to every test's catalog; its own tests
 # enable it (in process by registering it, across processes by clearing this list).
 os.environ["CASCADE_BLOCKED_PLUGINS"] = "cascade-runlog"  # before the imports: they load hook plugins

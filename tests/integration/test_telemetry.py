@@ -29,10 +29,13 @@ PHASES = ["cascade.resolve", "cascade.extract", "cascade.stage", "cascade.valida
 
 @pytest.fixture(scope="module", autouse=True)
 def sdk() -> None:
-    """The application's side: an SDK with in-memory exporters (global, so set once per process)."""
-    provider = TracerProvider()
+    """The application's side: an SDK with in-memory exporters (global, so set once per process:
+    when another test module set the provider first, the exporter joins it)."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
     provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
-    trace.set_tracer_provider(provider)
     metrics.set_meter_provider(MeterProvider(metric_readers=[READER]))
 
 

@@ -9,9 +9,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 import cascade
-from cascade.catalog import first_line, open_catalog, storage_endpoint
+from cascade.catalog import first_line, open_catalog, sqlite_file, storage_endpoint
 from cascade.redaction import redact
 from cascade.staging import leftover_pipelines
+from cascade.tables import all_tables
 
 KEY_PACKAGES = ("cascade-core", "dlt", "pyiceberg", "pandera", "pyarrow", "dagster", "duckdb")
 
@@ -29,29 +30,63 @@ def diagnose() -> dict[str, Any]:
     try:
         config = cascade.load_config()
     except cascade.CascadeError as error:
-        return {"configuration": f"error: {error}", "healthy": False}
+        return {"configuration": f"error: {redact(str(error))}", "healthy": False}
     report["configuration"] = config.describe()
-    try:
-        catalog = open_catalog(config)
-        report["catalog"] = f"reachable ({len(catalog.list_namespaces())} namespaces)"
-    except Exception as error:  # doctor reports every failure instead of stopping at the first
-        report["catalog"] = f"unreachable: {redact(str(error))}"
+    empty = _empty_catalog_file(config)  # not opened: opening an empty file makes it a fresh, empty catalog
+    if empty is not None:
+        report["catalog"] = empty
         healthy = False
+    else:
+        try:
+            catalog = open_catalog(config)
+            report["catalog"] = f"reachable ({len(catalog.list_namespaces())} namespaces)"
+            unknown = _tables_unknown_to_catalog(config, catalog)
+            if unknown:
+                report["tables the catalog does not know"] = (
+                    f"{', '.join(unknown)} have metadata in the warehouse but are not in the catalog "
+                    "(was the catalog file replaced or truncated?)"
+                )
+                healthy = False
+        except Exception as error:  # doctor reports every failure instead of stopping at the first
+            report["catalog"] = f"unreachable: {redact(str(error))}"
+            healthy = False
     report["warehouse"] = _warehouse_status(config)
     healthy &= report["warehouse"].startswith(("writable", "not configured"))
     try:
         found = cascade.discover()
         plugins: dict[str, str] = {a.spec.plugin or "(in-process)": "loaded" for a in found.assets}
-        plugins.update({f.plugin: f"failed: {type(f.error).__name__}: {f.error}" for f in found.failures})
+        plugins.update({f.plugin: redact(f"failed: {type(f.error).__name__}: {f.error}") for f in found.failures})
         report["plugins"] = plugins
     except cascade.CascadeError as error:
-        report["plugins"] = f"error: {error}"
+        report["plugins"] = f"error: {redact(str(error))}"
         healthy = False
     leftovers = leftover_pipelines(config.home)
     report["leftover pipeline folders (runs that died)"] = [str(p) for p in leftovers] or "none"
     report["versions"] = {package: _version(package) for package in KEY_PACKAGES}
     report["healthy"] = healthy
     return report
+
+
+def _empty_catalog_file(config: cascade.CascadeConfig) -> str | None:
+    """A 0-byte SQLite catalog file: SQLite would silently treat it as a new, empty catalog."""
+    path = sqlite_file(config)
+    if path is None or not path.is_file() or path.stat().st_size > 0:
+        return None
+    return f"EMPTY: {path} is a 0-byte file (truncated?); its tables are lost to the catalog: restore it from a backup"
+
+
+def _tables_unknown_to_catalog(config: cascade.CascadeConfig, catalog: Any) -> list[str]:
+    """Tables with metadata in a local warehouse (``<namespace>/<table>/metadata``) that the catalog does not list."""
+    warehouse = urlparse(config.catalog.get("warehouse", ""))
+    if warehouse.scheme not in ("file", "") or not warehouse.path:
+        return []
+    known = set(all_tables(catalog))
+    found = {
+        f"{folder.parent.parent.name}.{folder.parent.name}"
+        for folder in Path(warehouse.path).glob("*/*/metadata")
+        if any(folder.glob("*.metadata.json"))
+    }
+    return sorted(found - known)
 
 
 def _warehouse_status(config: cascade.CascadeConfig) -> str:

@@ -1,27 +1,52 @@
 """``cascade``: list and run Cascade assets from a shell. A thin layer over ``cascade``'s core.
 
 Exit codes: 0 success, 1 a failed run, 2 bad usage (unknown asset, bad date, bad configuration).
+Every error, expected or not, is one line on stderr (``--verbose`` adds the traceback, redacted):
+commands raise, and :class:`CascadeGroup` reports.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 import cascade
-from cascade.errors import CascadeError, ConfigurationError, UnknownAssetError
-from cascade.redaction import redact
+from cascade.catalog import check_branch_name
+from cascade.errors import CascadeError, ConfigurationError, UnknownAssetError, ValidationError
+from cascade.logs import configure_logging
+from cascade.redaction import redact, redact_values, redacted_traceback
 from cascade_cli.maintain import maintain_command
+from cascade_cli.output import guard_standard_streams, print_table
 from cascade_cli.schema import schema_app
 
-app = typer.Typer(help="Land data from APIs into Apache Iceberg tables.", no_args_is_help=True, add_completion=False)
+
+class CascadeGroup(typer.core.TyperGroup):
+    """The one error path: whatever a command raises becomes one line on stderr and an exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as error:
+            if _is_click_control(error):
+                raise
+            fail(error)
+
+
+def _is_click_control(error: Exception) -> bool:
+    """Exit, Abort and usage errors of click (or the click that typer vendors) keep their own handling."""
+    return any(kind.__module__.split(".")[0] in ("click", "typer") for kind in type(error).__mro__)
+
+
+app = typer.Typer(
+    cls=CascadeGroup, help="Land data from APIs into Apache Iceberg tables.", no_args_is_help=True, add_completion=False
+)
 app.add_typer(schema_app, name="schema")
 out = Console()
 err = Console(stderr=True)
@@ -35,18 +60,41 @@ def _options(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks on errors.")] = False,
 ) -> None:
     _state["verbose"] = verbose
+    set_up_process()
+
+
+def set_up_process() -> None:
+    """What the command, as the application, decides for its process (the library decides none of it):
+    every byte out is redacted, configured secrets are known before anything prints, logs go to
+    stderr (so ``--json`` stdout stays JSON), and dlt does not phone home."""
+    guard_standard_streams()
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    try:
+        config = cascade.load_config()  # registers the configured secrets with the redaction
+    except CascadeError:
+        config = None  # not swallowed: each command that needs the configuration loads it and reports this
+    configure_logging(config.log_format if config else "auto", config.log_level if config else "INFO", force=True)
 
 
 def fail(error: BaseException) -> NoReturn:
-    """One clear line on stderr; exit 2 for usage errors, 1 for failed runs."""
+    """One clear line on stderr; exit 2 for usage errors, 1 for failed runs and everything else."""
     if _state["verbose"]:
-        err.print_exception()
-    first_line = redact(str(error)).splitlines()[0] if str(error) else type(error).__name__
+        err.print(redacted_traceback(error), markup=False, highlight=False, soft_wrap=True, end="")
+    text = redact(str(error)).strip()
+    lines = text.splitlines() or [""]
+    first_line = lines[0] if isinstance(error, CascadeError) else f"{type(error).__name__}: {lines[0]}".rstrip(": ")
+    if not isinstance(error, CascadeError) and not _state["verbose"]:
+        first_line += " (cascade --verbose shows the traceback)"
     err.print(f"[bold red]error:[/] {escape(first_line)}", highlight=False, soft_wrap=True)
-    if not _state["verbose"] and len(str(error).splitlines()) > 1:
-        for line in redact(str(error)).splitlines()[1:12]:
+    if not _state["verbose"] and isinstance(error, ValidationError):  # the failing checks, one per line
+        for line in lines[1:12]:
             err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(2 if isinstance(error, USAGE_ERRORS) else 1)
+
+
+def print_json(value: Any, **options: Any) -> None:
+    """JSON on stdout, secrets masked in every string value."""
+    print(json.dumps(redact_values(value), **options))
 
 
 def parse_date(value: str) -> str:
@@ -66,23 +114,24 @@ def list_assets(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
     rows = [{**asset_row(a.spec), "table": found.tables.get(a.spec.name, a.spec.identifier)} for a in found.assets]
     failures = [{"plugin": f.plugin, "error": redact(f"{type(f.error).__name__}: {f.error}")} for f in found.failures]
     if as_json:
-        print(json.dumps({"assets": rows, "failed_plugins": failures}, indent=2))
+        print_json({"assets": rows, "failed_plugins": failures}, indent=2)
         return
-    table = Table(title="Cascade assets")
-    for column in ("asset", "group", "table", "unique key", "cron", "freshness (warn/fail h)", "plugin"):
-        table.add_column(column)
+    columns = ("asset", "group", "table", "unique key", "cron", "freshness (warn/fail h)", "plugin")
+    lines = []
     for row in rows:
         freshness = "/".join(f"{h:g}" for h in row["freshness_hours"]) if row["freshness_hours"] else "-"
-        table.add_row(
-            row["asset"],
-            row["group"],
-            row["table"],
-            ", ".join(row["unique_key"]),
-            row["cron"] or "-",
-            freshness,
-            row["plugin"],
+        lines.append(
+            (
+                row["asset"],
+                row["group"],
+                row["table"],
+                ", ".join(row["unique_key"]),
+                row["cron"] or "-",
+                freshness,
+                row["plugin"],
+            )
         )
-    out.print(table)
+    print_table(out, columns, lines, title="Cascade assets")
     for failure in failures:
         err.print(
             f"[yellow]plugin {escape(repr(failure['plugin']))} failed to load:[/] {escape(failure['error'])}",
@@ -116,18 +165,18 @@ def run_asset(
     except CascadeError as error:
         fail(error)
     if as_json:
-        print(json.dumps(result.as_dict(), indent=2))
+        print_json(result.as_dict(), indent=2)
     else:
         print_result(result)
 
 
 def print_result(result: cascade.IngestionResult) -> None:
-    table = Table(title=f"{result.asset} {result.partition} -> {result.table}@{result.branch}", show_header=False)
-    for key, value in result.as_dict().items():
-        if key != "phase_seconds":
-            table.add_row(key, str(value))
-    table.add_row("phases (s)", ", ".join(f"{k} {v:.3f}" for k, v in result.phase_seconds.items()))
-    out.print(table)
+    rows = [(key, value) for key, value in result.as_dict().items() if key != "phase_seconds"]
+    rows.append(("phases (s)", ", ".join(f"{k} {v:.3f}" for k, v in result.phase_seconds.items())))
+    title = f"{result.asset} {result.partition} -> {result.table}@{result.branch}"
+    if not out.is_terminal:
+        out.file.write(title + "\n")
+    print_table(out, ("key", "value"), rows, title=title, show_header=False)
 
 
 def parse_optional_date(value: str | None) -> str | None:
@@ -153,7 +202,7 @@ def backfill_command(
         cascade.discover()
         chosen = cascade.registry().get(asset)
         config = cascade.load_config()
-        target = branch or config.branch or "main"
+        target = check_branch_name(branch or config.branch or "main")
         report = backfill(
             chosen,
             date_range(dt.date.fromisoformat(start), dt.date.fromisoformat(end)),
@@ -167,7 +216,7 @@ def backfill_command(
     except CascadeError as error:
         fail(error)
     if as_json:
-        print(json.dumps(report.as_dict(), indent=2))
+        print_json(report.as_dict(), indent=2)
     else:
         out.print(
             f"{len(report.succeeded)} partition(s) ingested, {len(report.skipped)} skipped (already ingested), "
@@ -191,10 +240,10 @@ def _catalog() -> Any:
 def _load(identifier: str) -> Any:
     from pyiceberg.exceptions import NoSuchTableError
 
-    from cascade.tables import parse_identifier
+    from cascade.tables import load_table, parse_identifier
 
     try:
-        return _catalog().load_table(parse_identifier(identifier))
+        return load_table(_catalog(), parse_identifier(identifier))
     except NoSuchTableError:
         raise ConfigurationError(f"no table {identifier!r} in the catalog (see: cascade tables)") from None
 
@@ -213,15 +262,20 @@ def tables_command(as_json: Annotated[bool, typer.Option("--json", help="Print J
         rows = [
             {**s.__dict__, "last_updated": s.last_updated.isoformat() if s.last_updated else None} for s in summaries
         ]
-        print(json.dumps(rows, indent=2, default=list))
+        print_json(json.loads(json.dumps(rows, default=list)), indent=2)
         return
-    table = Table(title="Cascade tables")
-    for column in ("table", "rows", "snapshots", "branches", "last update (UTC)"):
-        table.add_column(column)
-    for s in summaries:
-        updated = s.last_updated.strftime("%Y-%m-%d %H:%M:%S") if s.last_updated else "-"
-        table.add_row(s.identifier, f"{s.rows:,}", str(s.snapshots), ", ".join(s.branches), updated)
-    out.print(table)
+    columns = ("table", "rows", "snapshots", "branches", "last update (UTC)")
+    lines = [
+        (
+            s.identifier,
+            f"{s.rows:,}",
+            str(s.snapshots),
+            ", ".join(s.branches),
+            s.last_updated.strftime("%Y-%m-%d %H:%M:%S") if s.last_updated else "-",
+        )
+        for s in summaries
+    ]
+    print_table(out, columns, lines, title="Cascade tables")
 
 
 def parse_filter(where: str | None, schema: Any) -> Any:
@@ -270,12 +324,8 @@ def show_command(
         for row in rows.to_pylist():
             print(json.dumps(row, default=str))
         return
-    view = Table(title=f"{table_name}@{branch} ({rows.num_rows} rows shown)")
-    for name in rows.column_names:
-        view.add_column(name, overflow="fold")
-    for row in rows.to_pylist():
-        view.add_row(*("" if v is None else str(v) for v in row.values()))
-    out.print(view)
+    title = f"{table_name}@{branch} ({rows.num_rows} rows shown)"
+    print_table(out, rows.column_names, (row.values() for row in rows.to_pylist()), title=title, fold=True)
 
 
 @app.command("query")
@@ -288,39 +338,22 @@ def query_command(
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
-    """SQL over the Cascade tables with DuckDB (pip install 'cascade-cli[query]')."""
+    """Read-only SQL over the Cascade tables with DuckDB (pip install 'cascade-cli[query]')."""
     try:
-        import duckdb
+        import duckdb  # noqa: F401
     except ImportError:
         fail(ConfigurationError("cascade query needs DuckDB: pip install 'cascade-cli[query]'"))
-    from cascade.tables import all_tables
+    from cascade_cli.query import run_query
 
     try:
-        catalog = _catalog()
-        connection = duckdb.connect()
-        for identifier in all_tables(catalog):
-            namespace, name = identifier.split(".")
-            connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{namespace}"')
-            arrow = catalog.load_table(identifier).scan().to_arrow()
-            connection.register(f"__{namespace}__{name}", arrow)
-            connection.execute(f'CREATE VIEW "{namespace}"."{name}" AS SELECT * FROM "__{namespace}__{name}"')
-        try:
-            rows = connection.execute(sql).to_arrow_table()
-            assert rows is not None  # a query always has a result table
-        except duckdb.Error as error:
-            raise ConfigurationError(f"query failed: {error}") from None
+        rows = run_query(_catalog(), sql)
     except CascadeError as error:
         fail(error)
     if as_json:
         for row in rows.to_pylist():
             print(json.dumps(row, default=str))
         return
-    view = Table()
-    for name in rows.column_names:
-        view.add_column(name)
-    for row in rows.to_pylist():
-        view.add_row(*("" if v is None else str(v) for v in row.values()))
-    out.print(view)
+    print_table(out, rows.column_names, (row.values() for row in rows.to_pylist()), fold=True)
 
 
 @app.command("history")
@@ -337,13 +370,11 @@ def history_command(
     except CascadeError as error:
         fail(error)
     if as_json:
-        print(json.dumps([{**r.__dict__, "committed_at": r.committed_at.isoformat()} for r in records], indent=2))
+        print_json([{**r.__dict__, "committed_at": r.committed_at.isoformat()} for r in records], indent=2)
         return
-    view = Table(title=f"history of {table_name}@{branch}")
-    for column in ("committed (UTC)", "snapshot", "operation", "+rows", "-rows", "total", "asset", "partition", "run"):
-        view.add_column(column)
-    for r in records:
-        view.add_row(
+    columns = ("committed (UTC)", "snapshot", "operation", "+rows", "-rows", "total", "asset", "partition", "run")
+    lines = [
+        (
             r.committed_at.strftime("%Y-%m-%d %H:%M:%S"),
             str(r.snapshot_id),
             r.operation,
@@ -354,7 +385,9 @@ def history_command(
             r.partition or "-",
             r.run_id or "-",
         )
-    out.print(view)
+        for r in records
+    ]
+    print_table(out, columns, lines, title=f"history of {table_name}@{branch}")
 
 
 branch_app = typer.Typer(help="Iceberg branches of a table: list, create, drop, publish.", no_args_is_help=True)
@@ -373,7 +406,7 @@ def branch_list(table_name: TableArgument) -> None:
     except CascadeError as error:
         fail(error)
     for name, snapshot in sorted(found.items()):
-        out.print(f"{name}\t{snapshot}", highlight=False)
+        out.print(f"{name}\t{snapshot}", markup=False, highlight=False)
 
 
 @branch_app.command("create")
@@ -388,7 +421,7 @@ def branch_create(
         snapshot = create_branch(_load(table_name), name)
     except CascadeError as error:
         fail(error)
-    out.print(f"created branch {name} of {table_name} at snapshot {snapshot}", highlight=False)
+    out.print(f"created branch {name} of {table_name} at snapshot {snapshot}", markup=False, highlight=False)
 
 
 @branch_app.command("drop")
@@ -403,7 +436,7 @@ def branch_drop(
         drop_branch(_load(table_name), name)
     except CascadeError as error:
         fail(error)
-    out.print(f"dropped branch {name} of {table_name}", highlight=False)
+    out.print(f"dropped branch {name} of {table_name}", markup=False, highlight=False)
 
 
 @branch_app.command("publish")
@@ -418,7 +451,7 @@ def branch_publish(
         snapshot = publish_branch(_load(table_name), name)
     except CascadeError as error:
         fail(error)
-    out.print(f"published {name}: main of {table_name} is now at snapshot {snapshot}", highlight=False)
+    out.print(f"published {name}: main of {table_name} is now at snapshot {snapshot}", markup=False, highlight=False)
 
 
 app.command("maintain")(maintain_command)
@@ -431,11 +464,11 @@ def doctor_command(as_json: Annotated[bool, typer.Option("--json", help="Print J
 
     report = diagnose()
     if as_json:
-        print(json.dumps(report, indent=2, default=str))
+        print_json(json.loads(json.dumps(report, default=str)), indent=2)
     else:
         for section, value in report.items():
-            out.print(f"[bold]{section}[/]")
-            out.print(value, highlight=False)
+            out.print(f"[bold]{escape(section)}[/]")
+            out.print(redact_values(value), markup=False, highlight=False)
     if not report["healthy"]:
         raise typer.Exit(1)
 

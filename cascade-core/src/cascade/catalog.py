@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import NoSuchTableError, NotInstalledError
@@ -16,12 +18,13 @@ from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
 from pyiceberg.table.snapshots import Snapshot
 
 from cascade.config import CascadeConfig
-from cascade.errors import CatalogError, ConfigurationError
+from cascade.errors import CatalogError, ConfigurationError, CorruptCatalogError
 from cascade.ingestion import IDENTIFIER
 from cascade.redaction import redact
 from cascade.snapshots import METADATA_PROPERTIES
 from cascade.spec import AssetSpec
 
+SQLITE_HEADER = b"SQLite format 3\x00"
 BRANCH_NAME_MAX = 128
 OPEN_ATTEMPTS = 4
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
@@ -34,6 +37,7 @@ def open_catalog(config: CascadeConfig) -> Catalog:
     if sqlite:
         config.home.mkdir(parents=True, exist_ok=True)
         (config.home / "warehouse").mkdir(exist_ok=True)
+        check_sqlite_file(config)
         props = {**props, "uri": with_busy_timeout(props["uri"])}
     for attempt in range(OPEN_ATTEMPTS):
         try:
@@ -57,6 +61,37 @@ def open_catalog(config: CascadeConfig) -> Catalog:
                 f"{type(error).__name__}: {redact(first_line(str(error)))}"
             ) from None
     raise AssertionError("unreachable")
+
+
+def sqlite_file(config: CascadeConfig) -> Path | None:
+    """The file of an SQLite catalog, or None for another catalog (or an in-memory SQLite one)."""
+    uri = config.catalog.get("uri", "")
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def check_sqlite_file(config: CascadeConfig) -> None:
+    """A catalog file that is not SQLite (garbage, overwritten) is a terminal error naming the file.
+
+    Retrying cannot repair it; SQLite itself only says "file is not a database" on first use.
+    """
+    path = sqlite_file(config)
+    if path is None or not path.is_file():
+        return
+    try:
+        with path.open("rb") as stream:
+            header = stream.read(len(SQLITE_HEADER))
+    except OSError as error:
+        raise CorruptCatalogError(
+            f"catalog {config.catalog_name!r}: cannot read its file {path}: {error.strerror or error}"
+        ) from None
+    if header and header != SQLITE_HEADER[: len(header)]:
+        raise CorruptCatalogError(
+            f"catalog {config.catalog_name!r}: {path} is not an SQLite database (corrupt or overwritten); "
+            "restore it from a backup, or move it away to start an empty catalog"
+        )
 
 
 def with_busy_timeout(uri: str) -> str:
@@ -104,10 +139,20 @@ def table_identifier(spec: AssetSpec, config: CascadeConfig) -> tuple[str, str]:
     return namespace, spec.table_name
 
 
+# ASCII letters, digits and ``._-``, in parts joined by single ``/``, no part starting with ``.``
+# (so no ``.`` or ``..`` part) or ``-``: nothing invisible, nothing that looks like another name,
+# nothing a path or an option could misread.
+BRANCH_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(?:/[A-Za-z0-9_][A-Za-z0-9._-]*)*")
+BRANCH_RULE = (
+    "letters, digits and . _ - /, at most 128 characters, with no '..', no part starting with '.' or '-', "
+    "and no leading, trailing or double '/'"
+)
+
+
 def check_branch_name(branch: str) -> str:
-    """Branch names are short and printable; no path or whitespace tricks."""
-    if not branch or len(branch) > BRANCH_NAME_MAX or any(c.isspace() or c in "/\\" for c in branch):
-        raise ConfigurationError(f"branch {branch!r} is not a valid branch name")
+    """A branch name from the safe set (:data:`BRANCH_RULE`); anything else is a usage error."""
+    if len(branch) > BRANCH_NAME_MAX or ".." in branch or not BRANCH_NAME.fullmatch(branch):
+        raise ConfigurationError(f"branch {branch!r} is not a valid branch name: use {BRANCH_RULE}")
     return branch
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cascade.redaction import redact
+
 
 class CascadeError(Exception):
     """Root of every error Cascade raises on purpose."""
@@ -51,7 +53,7 @@ class PluginLoadError(TerminalError):
     def __init__(self, plugin: str, error: BaseException) -> None:
         self.plugin = plugin
         self.error = error
-        super().__init__(f"plugin {plugin!r} failed to load: {type(error).__name__}: {error}")
+        super().__init__(f"plugin {plugin!r} failed to load: {type(error).__name__}: {redact(str(error))}")
 
 
 class UnknownAssetError(TerminalError, LookupError):
@@ -142,6 +144,10 @@ class NullKeyError(TerminalError, ValueError):
 
 class CatalogError(TransientError):
     """The catalog could not be reached or refused us (down, timed out, wrong credentials)."""
+
+
+class CorruptCatalogError(TerminalError):
+    """The catalog's own file is not a readable catalog (overwritten, truncated, garbage); retrying cannot help."""
 
 
 class StorageError(TransientError):

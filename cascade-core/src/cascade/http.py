@@ -8,7 +8,10 @@ once, in core, and no plugin re-writes it:
   run fails at once, transient, instead of sleeping into a timeout;
 - 5xx, 408, connection errors and timeouts are retried with exponential backoff and jitter;
 - other 4xx (401, 404, ...) are returned at once for the caller to raise: retrying cannot help;
-- no attempt, wait or read outlives the run's ``max_runtime_seconds``;
+- no attempt, wait or read outlives the run's ``max_runtime_seconds``: a whole attempt (connect,
+  headers and the full body) has a deadline, the sooner of ``timeout_seconds`` and the time left,
+  enforced by a watchdog that shuts the connection's socket, so a server trickling its body one
+  byte at a time cannot keep a run alive;
 - a request to any origin but the configured base URL's (a pagination ``next`` link or a
   redirect elsewhere) is refused before it is sent, so credentials never leave home;
 - a 2xx body that is not JSON fails with the status and the URL, secrets masked.
@@ -18,8 +21,11 @@ The policy is ``[http]`` in ``cascade.toml`` (or ``CASCADE_HTTP__<SETTING>``).
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import random
+import socket
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -28,6 +34,8 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from cascade.errors import ConfigurationError, RunTimeoutError, SourceError, TransientSourceError
 from cascade.faults import crash_point
@@ -134,6 +142,85 @@ def rate_limit_wait(response: requests.Response, now: float | None = None) -> fl
     return 0.0
 
 
+class _Attempt:
+    """One request attempt's deadline: a watchdog shuts the attempt's socket when it passes.
+
+    Per-read timeouts are not a deadline (each byte of a trickle arrives in time), so the
+    watchdog cuts the connection under the blocked read instead; the read then fails or ends.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.sock: socket.socket | None = None
+        self.expired = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Attempt:
+        _in_flight.attempt = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._timer.cancel()
+        _in_flight.attempt = None
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sock = self.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed: nothing left to cut
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+_in_flight = threading.local()
+
+
+class _TrackedPool:
+    """Records the connection an attempt checks out, so its watchdog can cut it.
+
+    ``_get_conn`` is urllib3's (private, stable since 1.x; checked on urllib3 2.x) single point
+    where a pool hands a connection to a request, before connecting, sending and reading.
+    """
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        connection = super()._get_conn(timeout)  # type: ignore[misc]
+        _track(connection.sock)  # a kept-alive connection is not connected again
+        return connection
+
+
+class _TrackedConnection:
+    """Records the socket a connection opens (http.client drops its own reference to it once a
+    response that ends with the connection takes it over)."""
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        _track(self.sock)  # type: ignore[attr-defined]
+
+
+def _track(sock: socket.socket | None) -> None:
+    attempt: _Attempt | None = getattr(_in_flight, "attempt", None)
+    if attempt is not None and sock is not None:
+        attempt.sock = sock
+
+
+class _TrackedHTTPConnection(_TrackedConnection, HTTPConnection):
+    pass
+
+
+class _TrackedHTTPSConnection(_TrackedConnection, HTTPSConnection):
+    pass
+
+
+class _TrackedHTTPPool(_TrackedPool, HTTPConnectionPool):
+    ConnectionCls = _TrackedHTTPConnection
+
+
+class _TrackedHTTPSPool(_TrackedPool, HTTPSConnectionPool):
+    ConnectionCls = _TrackedHTTPSConnection
+
+
 class ForeignHostError(SourceError):
     """A request (a pagination link or a redirect) pointed away from the configured base URL."""
 
@@ -147,6 +234,10 @@ class CascadeHTTPAdapter(HTTPAdapter):
         self.home_origin = origin_of(home)
         self.policy = policy
         self.budget = budget
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _TrackedHTTPPool, "https": _TrackedHTTPSPool}
 
     def send(
         self,
@@ -174,9 +265,8 @@ class CascadeHTTPAdapter(HTTPAdapter):
             if remaining <= 0:
                 raise self.budget.timeout(f"requesting {shown}")
             try:
-                per_attempt = min(self.policy.timeout_seconds, remaining)
-                response = super().send(request, stream, per_attempt, verify, cert, proxies)
-            except (requests.ConnectionError, requests.Timeout) as error:
+                response = self._attempt(request, min(self.policy.timeout_seconds, remaining), verify, cert, proxies)
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
                 if self.budget.remaining() <= 0:
                     raise self.budget.timeout(f"waiting for {shown}") from None
                 if attempt >= self.policy.max_attempts:
@@ -205,6 +295,21 @@ class CascadeHTTPAdapter(HTTPAdapter):
                 _fail_on_malformed_json(response, shown, self.budget)
                 crash_point("mid-extract")
             return response
+
+    def _attempt(
+        self, request: requests.PreparedRequest, seconds: float, verify: Any, cert: Any, proxies: Any
+    ) -> requests.Response:
+        """One attempt, the body read in full, all of it within ``seconds`` (raises ``requests.Timeout``)."""
+        with _Attempt(seconds) as attempt:
+            try:
+                response = super().send(request, True, seconds, verify, cert, proxies)
+                response.content  # noqa: B018 - read the whole body now, under the watchdog
+            except requests.RequestException:
+                if not attempt.expired:
+                    raise
+            if attempt.expired:
+                raise requests.Timeout(f"no complete response within {seconds:.1f} s")
+        return response
 
     def _wait_for_rate_limit(self, response: requests.Response, wait: float, attempt: int, shown: str) -> None:
         response.close()

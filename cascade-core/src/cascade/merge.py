@@ -182,6 +182,7 @@ def merge_into(
     before_commit: BeforeCommit | None = None,
     chunk_rows: int | None = None,
     replace: PartitionReplace | None = None,
+    last_check: Callable[[], None] | None = None,
 ) -> MergeOutcome:
     """Upsert ``batch`` into ``table`` on ``unique_key`` in one atomic snapshot on ``branch``.
 
@@ -191,7 +192,9 @@ def merge_into(
     ``stable_partitions`` declares that a key's partition columns never change, so pruning to
     the batch's partitions is exact even when the partition source is not part of the key.
     ``before_commit`` is called with the plan just before committing; raising there aborts
-    the merge with nothing committed.
+    the merge with nothing committed. ``last_check`` is called immediately before the commit
+    request, after the data files are written (the runner checks its deadline there); raising
+    there removes the written files and aborts with nothing committed.
 
     ``chunk_rows`` bounds memory for batches larger than memory (and an iterable of tables is
     merged as those chunks): see :func:`merge_in_chunks`.
@@ -209,6 +212,7 @@ def merge_into(
             max_attempts=max_attempts,
             before_commit=before_commit,
             replace=replace,
+            last_check=last_check,
         )
     if isinstance(batch, pa.RecordBatchReader):
         batch = batch.read_all()
@@ -236,6 +240,12 @@ def merge_into(
             before_commit(plan)
         written = write_files(table, plan.rows_to_write)
         crash_point("before-commit")
+        if last_check is not None:
+            try:
+                last_check()
+            except BaseException:
+                _delete_files(table, written)
+                raise
         try:
             with traced("commit", attempt=attempt, table=".".join(table.name()), branch=branch) as span:
                 snapshot_id = commit_plan(table, plan, written, branch=branch, properties=properties)
@@ -328,6 +338,7 @@ def merge_in_chunks(
     max_attempts: int = 20,
     before_commit: BeforeCommit | None = None,
     replace: PartitionReplace | None = None,
+    last_check: Callable[[], None] | None = None,
 ) -> MergeOutcome:
     """Merge a batch of any size holding at most ``chunk_rows`` batch rows in memory at once.
 
@@ -374,12 +385,15 @@ def merge_in_chunks(
                     max_attempts=max_attempts,
                     before_commit=before_commit,
                     replace=None if outcomes else replace,
+                    last_check=last_check,
                 )
             )
         table = table.refresh()
         staged_head = table.snapshot_by_name(staging)
         assert staged_head is not None
         if staged_head.snapshot_id != head.snapshot_id:
+            if last_check is not None:
+                last_check()  # the publish is the commit readers see
             _publish(table, branch, staged_head.snapshot_id, expected=start_ref.snapshot_id if start_ref else None)
     except CommitFailedException:
         raise MergeConflictError(

@@ -1,8 +1,11 @@
 """The hook plugin manager: the one place ``cascade.hooks`` entry points are loaded and called.
 
 Implementations are called one by one (not through pluggy's single call) so that each failure
-or veto can be reported with the name of the plugin behind it. The same environment switches
-as asset discovery apply: ``CASCADE_DISABLE_PLUGIN_AUTOLOAD`` and ``CASCADE_BLOCKED_PLUGINS``.
+or veto can be reported with the name of the plugin behind it. A hook cannot end the process:
+``sys.exit`` or any other ``BaseException`` (but Ctrl-C) from a hook is a failure of that hook
+like any exception, so the run's outcome, and the command's exit code, say whether it committed.
+The same environment switches as asset discovery apply: ``CASCADE_DISABLE_PLUGIN_AUTOLOAD`` and
+``CASCADE_BLOCKED_PLUGINS``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,14 @@ if TYPE_CHECKING:
     from cascade.validation import ValidationReport
 
 HOOKS_GROUP = "cascade.hooks"
+
+
+def _stop_on_interrupt(error: BaseException) -> None:
+    """Ctrl-C from inside a hook still stops the process; anything else a hook raises is its failure."""
+    if isinstance(error, KeyboardInterrupt):
+        raise error
+
+
 hookimpl = pluggy.HookimplMarker("cascade")
 
 
@@ -82,10 +93,10 @@ class Hooks:
         for plugin, function in self._impls(hook):
             try:
                 function(**kwargs)
-            except Exception as error:  # observers never change a run's outcome
-                log.error(
-                    "hook failed", hook=hook, plugin=plugin, error=type(error).__name__, message=redact(str(error))
-                )
+            except BaseException as error:  # observers never change a run's outcome
+                _stop_on_interrupt(error)
+                message = f"exit code {error.code}" if isinstance(error, SystemExit) else redact(str(error))
+                log.error("hook failed", hook=hook, plugin=plugin, error=type(error).__name__, message=message)
 
     # --- observing hooks ----------------------------------------------------------------------------------
 
@@ -114,8 +125,17 @@ class Hooks:
         for plugin, function in self._impls("cascade_after_extract"):
             try:
                 replaced = function(context=context, rows=rows)
-            except Exception as error:
+            except BaseException as error:
+                _stop_on_interrupt(error)
                 raise self._hook_error("cascade_after_extract", plugin, context, error) from error
+            if replaced is not None and not isinstance(replaced, type(rows)):
+                raise HookError(
+                    f"returned {type(replaced).__name__}, not None or a pyarrow Table",
+                    plugin=plugin,
+                    hook="cascade_after_extract",
+                    asset=context.asset,
+                    partition=context.partition_date,
+                )
             if replaced is not None:
                 problem = changed_beyond_rows(rows, replaced)
                 if problem is not None:
@@ -128,7 +148,8 @@ class Hooks:
         for plugin, function in self._impls("cascade_before_commit"):
             try:
                 reason = function(context=context, plan=plan)
-            except Exception as error:
+            except BaseException as error:
+                _stop_on_interrupt(error)
                 raise self._hook_error("cascade_before_commit", plugin, context, error) from error
             if reason is not None:
                 raise CommitVetoedError(
@@ -139,8 +160,9 @@ class Hooks:
     def _hook_error(hook: str, plugin: str, context: RunContext, error: BaseException) -> HookError:
         from cascade.redaction import redact
 
+        message = f"exit code {error.code}" if isinstance(error, SystemExit) else redact(str(error))
         return HookError(
-            f"{type(error).__name__}: {redact(str(error))}",
+            f"{type(error).__name__}: {message}",
             plugin=plugin,
             hook=hook,
             asset=context.asset,

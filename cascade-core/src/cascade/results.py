@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from cascade.merge import MergeOutcome
+from cascade.redaction import redact_values
 from cascade.validation import ValidationReport
 
 
@@ -42,8 +43,8 @@ class IngestionResult:
         return sum(self.phase_seconds.values())
 
     def as_dict(self) -> dict[str, object]:
-        """Plain values, for JSON output and orchestrator metadata."""
-        return {
+        """Plain values, for JSON output and orchestrator metadata; secrets masked."""
+        values: dict[str, object] = {
             "asset": self.asset,
             "run_id": self.run_id,
             "table": self.table,
@@ -65,3 +66,4 @@ class IngestionResult:
             "phase_seconds": {k: round(v, 4) for k, v in self.phase_seconds.items()},
             "duration_seconds": round(self.duration_seconds, 4),
         }
+        return {key: redact_values(value) for key, value in values.items()}

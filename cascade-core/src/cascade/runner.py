@@ -58,7 +58,6 @@ from cascade.errors import (
 from cascade.evolution import check_diff, diff_table, evolve_table
 from cascade.faults import crash_point
 from cascade.ingestion import REPLACE_NEEDS_A_DAY, CascadeAsset
-from cascade.logs import configure_logging
 from cascade.merge import MergeOutcome, MergePlan, PartitionReplace, merge_into
 from cascade.plugins import hooks
 from cascade.records import BatchKeys, RecordGuard, batch_keys, column_hints, guard_source, requested_dispositions
@@ -333,7 +332,6 @@ def resolve(
 ) -> ResolvedRun:
     """Decide the branch, table, run id and pipeline folder; touches nothing."""
     config = config or load_config()
-    configure_logging(config.log_format, config.log_level)
     partition = check_partition(asset.spec.name, partition_date)
     chosen_branch = resolve_branch(branch, tags, config)
     namespace, table_name = table_identifier(asset.spec, config)
@@ -583,6 +581,7 @@ def _merge(
         check_deadline(resolved, "merge")
         if before_commit is not None:
             before_commit(plan)
+            check_deadline(resolved, "cascade_before_commit")
 
     with writer_lock(table, resolved.branch, wait_seconds=resolved.context.remaining_seconds()) as locked:
         return merge_into(
@@ -596,6 +595,7 @@ def _merge(
             before_commit=commit_guard,
             replace=replacing,
             chunk_rows=chunk_rows,
+            last_check=lambda: check_deadline(resolved, "writing the data files"),
         )
 
 

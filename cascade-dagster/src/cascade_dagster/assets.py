@@ -12,6 +12,7 @@ import cascade
 from cascade import CascadeAsset, IngestionResult
 from cascade.catalog import open_catalog
 from cascade.errors import CascadeError, ValidationError
+from cascade.logs import configure_logging
 from cascade.runner import BRANCH_TAG
 from cascade_dagster.resource import CascadeResource
 from cascade_dagster.translator import CascadeTranslator
@@ -91,8 +92,10 @@ def run_with_timeout(
 
     The core also checks the budget before committing, so a run that outlives the step commits nothing.
     """
+    config = resource.cascade_config()
+    configure_logging(config.log_format, config.log_level)  # the adapter decides output, not the core library
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cascade-run")
-    future = executor.submit(cascade.run, asset, partition, branch=branch, tags=tags, config=resource.cascade_config())
+    future = executor.submit(cascade.run, asset, partition, branch=branch, tags=tags, config=config)
     try:
         return future.result(timeout=asset.spec.max_runtime_seconds)
     except concurrent.futures.TimeoutError:
