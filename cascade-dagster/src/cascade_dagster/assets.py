@@ -125,7 +125,7 @@ def bound_run(context: dg.AssetExecutionContext, run_budgets: Mapping[dg.AssetKe
     asset job (UI "Materialize", ``dagster asset materialize``, backfills) carry none, so the first
     Cascade step tags its own run: the budgets of the run's Cascade assets times its partitions.
     """
-    selected = context.run.asset_selection or set(run_budgets)
+    selected = context.run.asset_selection or context.job_def.asset_layer.selected_asset_keys
     needed = int(sum(run_budgets.get(k, 0) for k in selected) * max(1, len(context.partition_keys)))
     current = context.instance.get_run_by_id(context.run.run_id)
     present = current.tags.get(MAX_RUNTIME_TAG) if current is not None else None
