@@ -11,6 +11,7 @@ import dagster as dg
 import dlt
 import pandas as pd
 import pandera.pandas as pa
+import polars as pl
 import pyarrow
 import pytest
 from pyiceberg.partitioning import PartitionField, PartitionSpec
@@ -93,12 +94,11 @@ def test_default_asset_job_run_is_tagged_with_the_runtime(
     assert instance.get_run_by_id(ranged.run_id).tags["dagster/max_runtime"] == "900"  # 3 partitions x 300 s
 
 
-def test_asset_job_keeps_its_own_runtime_tag(config: CascadeConfig, ns_environ: None, instance) -> None:
-    done = (
-        glucose_defs(config)
-        .resolve_job_def("glucose_job")
-        .execute_in_process(instance=instance, partition_key="2024-05-01")
-    )
+def test_asset_job_keeps_its_own_runtime_tag(
+    registry, config: CascadeConfig, ns_environ: None, instance: dg.DagsterInstance
+) -> None:
+    defs = build_definitions([glucose, people_asset(set())], config=CascadeResource(home=str(config.home)))
+    done = defs.resolve_job_def("glucose_job").execute_in_process(instance=instance, partition_key="2024-05-01")
     assert instance.get_run_by_id(done.run_id).tags["dagster/max_runtime"] == "300"
 
 
@@ -349,7 +349,7 @@ def test_range_run_failure_keeps_earlier_partitions(
 # -- 9. downstream assets load the table --------------------------------------------------------
 
 
-def test_downstream_reads_its_partition_as_arrow_and_pandas(
+def test_downstream_reads_its_partition_as_arrow_pandas_and_polars(
     config: CascadeConfig, ns_environ: None, instance: dg.DagsterInstance
 ) -> None:
     partitions = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_offset=1, timezone="UTC")
@@ -363,6 +363,10 @@ def test_downstream_reads_its_partition_as_arrow_and_pandas(
     def as_pandas(glucose: pd.DataFrame) -> None:
         seen["pandas"] = glucose
 
+    @dg.asset(partitions_def=partitions, ins={"glucose": dg.AssetIn(GLUCOSE_KEY)})
+    def as_polars(glucose: pl.DataFrame) -> None:
+        seen["polars"] = glucose
+
     @dg.asset(
         partitions_def=partitions,
         ins={"glucose": dg.AssetIn(GLUCOSE_KEY, metadata={"cascade/branch": "dev"})},
@@ -371,7 +375,7 @@ def test_downstream_reads_its_partition_as_arrow_and_pandas(
         seen["branch"] = glucose
 
     base = glucose_defs(config)
-    defs = dg.Definitions.merge(base, dg.Definitions(assets=[as_arrow, as_pandas, from_branch]))
+    defs = dg.Definitions.merge(base, dg.Definitions(assets=[as_arrow, as_pandas, as_polars, from_branch]))
     assert run(base, instance, "2024-05-01").success
     assert run(base, instance, "2024-05-02", tags={"cascade/branch": "dev"}).success
     done = run(defs, instance, "2024-05-02", asset_selection=[as_arrow.key, as_pandas.key, from_branch.key])
@@ -379,10 +383,11 @@ def test_downstream_reads_its_partition_as_arrow_and_pandas(
     assert isinstance(seen["arrow"], pyarrow.Table) and seen["arrow"].num_rows == 0  # main lacks 05-02
     assert isinstance(seen["pandas"], pd.DataFrame) and len(seen["pandas"]) == 0
     assert isinstance(seen["branch"], pyarrow.Table) and seen["branch"].num_rows == 288
-    first = run(defs, instance, "2024-05-01", asset_selection=[as_arrow.key, as_pandas.key])
+    first = run(defs, instance, "2024-05-01", asset_selection=[as_arrow.key, as_pandas.key, as_polars.key])
     assert first.success
     arrow = seen["arrow"]
     assert isinstance(arrow, pyarrow.Table) and arrow.num_rows == 288
     days = {t.date().isoformat() for t in arrow.column("date_string").to_pylist()}
     assert days == {"2024-05-01"}
     assert len(seen["pandas"]) == 288  # type: ignore[arg-type]
+    assert isinstance(seen["polars"], pl.DataFrame) and seen["polars"].height == 288
