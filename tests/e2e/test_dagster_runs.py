@@ -21,7 +21,7 @@ from pyiceberg.types import DateType, LongType, NestedField, StringType
 
 from cascade import CascadeConfig, cascade_ingestion
 from cascade.catalog import open_catalog
-from cascade.errors import ConfigurationError
+from cascade.errors import ConfigurationError, UnknownAssetError
 from cascade_dagster import CascadeResource, CascadeTranslator, build_definitions
 from cascade_dagster._compat import PARTITIONED_CHECKS
 from cascade_nightscout import glucose
@@ -391,3 +391,35 @@ def test_downstream_reads_its_partition_as_arrow_pandas_and_polars(
     assert days == {"2024-05-01"}
     assert len(seen["pandas"]) == 288  # type: ignore[arg-type]
     assert isinstance(seen["polars"], pl.DataFrame) and seen["polars"].height == 288
+
+
+# -- 11. a dg project adds Cascade assets with a YAML file --------------------------------------
+
+
+def test_component_loads_from_a_dg_project(
+    config: CascadeConfig, ns_environ: None, instance: dg.DagsterInstance, tmp_path: Path, monkeypatch
+) -> None:
+    defs_folder = tmp_path / "project" / "cascade_project" / "defs"
+    (defs_folder / "cascade").mkdir(parents=True)
+    (defs_folder.parent / "__init__.py").write_text("")
+    (defs_folder / "__init__.py").write_text("")
+    (defs_folder / "cascade" / "defs.yaml").write_text(
+        f"type: cascade_dagster.CascadeAssetsComponent\nattributes:\n  assets: [glucose]\n  home: {config.home}\n"
+    )
+    (tmp_path / "project" / "pyproject.toml").write_text(
+        '[project]\nname = "cascade-project"\nversion = "0"\n'
+        '[tool.dg]\ndirectory_type = "project"\n[tool.dg.project]\nroot_module = "cascade_project"\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "project"))
+    defs = dg.load_from_defs_folder(path_within_project=tmp_path / "project")
+    assert list(defs.get_repository_def().asset_graph.get_all_asset_keys()) == [GLUCOSE_KEY]
+    assert run(defs, instance, "2024-05-01").success
+    assert read_table(config, "nightscout.glucose").num_rows == 288
+
+
+def test_component_names_unknown_assets(config: CascadeConfig) -> None:
+    from cascade_dagster import CascadeAssetsComponent
+
+    component = CascadeAssetsComponent(assets=["glucose", "nope"], home=str(config.home))
+    with pytest.raises(UnknownAssetError, match=r"no asset named nope \(installed: .*glucose"):
+        component.build_defs(None)  # type: ignore[arg-type]  # the context is not read
