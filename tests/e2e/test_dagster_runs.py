@@ -423,3 +423,26 @@ def test_component_names_unknown_assets(config: CascadeConfig) -> None:
     component = CascadeAssetsComponent(assets=["glucose", "nope"], home=str(config.home))
     with pytest.raises(UnknownAssetError, match=r"no asset named nope \(installed: .*glucose"):
         component.build_defs(None)  # type: ignore[arg-type]  # the context is not read
+
+
+# -- 1b. publishing a branch materializes what it brought ---------------------------------------
+
+
+def test_publish_job_materializes_what_the_branch_brought(
+    config: CascadeConfig, ns_environ: None, instance: dg.DagsterInstance
+) -> None:
+    defs = glucose_defs(config)
+    assert run(defs, instance, "2024-05-01").success
+    assert run(defs, instance, ("2024-05-02", "2024-05-03"), tags={"cascade/branch": "dev"}).success
+    assert instance.get_materialized_partitions(GLUCOSE_KEY) == {"2024-05-01"}
+    published = defs.resolve_job_def("glucose_publish").execute_in_process(
+        instance=instance, run_config={"ops": {"nightscout__glucose__publish": {"config": {"branch": "dev"}}}}
+    )
+    assert published.success
+    events = [e.event_specific_data.materialization for e in published.all_events if e.is_step_materialization]
+    assert [(m.partition, values(m.metadata)["published_from"]) for m in events] == [
+        ("2024-05-02", "dev"),
+        ("2024-05-03", "dev"),
+    ]
+    assert instance.get_materialized_partitions(GLUCOSE_KEY) == {"2024-05-01", "2024-05-02", "2024-05-03"}
+    assert read_table(config, "nightscout.glucose").num_rows == 3 * 288

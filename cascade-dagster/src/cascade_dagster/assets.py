@@ -19,6 +19,7 @@ from cascade.runner import BRANCH_TAG, MAIN, SNAPSHOT_TAG_PREFIX
 from cascade_dagster import _compat
 from cascade_dagster.io_manager import IO_MANAGER_KEY, cascade_io_manager
 from cascade_dagster.partitions import partition_filter
+from cascade_dagster.publishing import build_publish_job
 from cascade_dagster.resource import CascadeResource
 from cascade_dagster.translator import CascadeTranslator
 
@@ -364,7 +365,8 @@ def build_definitions(
     keys = [translator.get_asset_spec(spec).key for spec in specs]
     run_budgets = {key: spec.max_runtime_seconds for key, spec in zip(keys, specs, strict=True)}
     definitions = [build_asset(asset, spec, translator, run_budgets) for asset, spec in zip(chosen, specs, strict=True)]
-    jobs, schedules = [], []
+    jobs: list[Any] = [build_publish_job(spec, key) for spec, key in zip(specs, keys, strict=True)]
+    schedules = []
     for asset, definition in zip(chosen, definitions, strict=True):
         job = dg.define_asset_job(
             name=f"{asset.spec.name}_job",
