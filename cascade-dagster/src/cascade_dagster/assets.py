@@ -75,7 +75,7 @@ def build_asset(
         partitions_def=translated.partitions_def or partitions,
         skippable=True,  # a run on a branch observes the asset instead of materializing main's
     )
-    if IO_MANAGER_KEY not in translated.metadata and "dagster/io_manager_key" not in translated.metadata:
+    if "dagster/io_manager_key" not in translated.metadata:  # unless the translator chose one
         definition_spec = definition_spec.with_io_manager_key(IO_MANAGER_KEY)
 
     @dg.multi_asset(
@@ -109,7 +109,7 @@ def build_asset(
             try:
                 result = run_with_timeout(asset, partition, branch, tags, resource_config)
             except (CascadeError, dg.Failure) as error:
-                yield from report_partial(key, done, len(partition_keys))
+                yield from report_partial(key, done)
                 if isinstance(error, ValidationError):
                     yield failed_check(key, error, partition, in_range=len(partition_keys) > 1)
                 raise partition_failure(spec.name, error, partition, done, partition_keys[position + 1 :]) from error
@@ -155,9 +155,7 @@ def report(
     yield dg.MaterializeResult(asset_key=key)
 
 
-def report_partial(
-    key: dg.AssetKey, done: Sequence[tuple[IngestionResult, dict[str, Any]]], planned: int
-) -> Iterator[Emitted]:
+def report_partial(key: dg.AssetKey, done: Sequence[tuple[IngestionResult, dict[str, Any]]]) -> Iterator[Emitted]:
     """Before a failure in a run of several partitions: the partitions it committed, as committed."""
     for result, metadata in done:
         if result.branch == MAIN:
