@@ -84,6 +84,8 @@ from cascade.telemetry import configure_from_environment, log, record_failure, r
 from cascade.validation import ValidationReport, raise_for_report, unique_columns, validate_batch
 
 BRANCH_TAG = "cascade/branch"
+# A run tag ``cascade/snapshot/<key>`` becomes snapshot summary property ``<key>`` (orchestrator run ids).
+SNAPSHOT_TAG_PREFIX = "cascade/snapshot/"
 MAIN = "main"
 
 
@@ -113,7 +115,9 @@ class ResolvedRun:
 
     @property
     def snapshot_properties(self) -> dict[str, str]:
+        tagged = self.context.tags.items()
         return {
+            **{k.removeprefix(SNAPSHOT_TAG_PREFIX): v for k, v in tagged if k.startswith(SNAPSHOT_TAG_PREFIX)},
             "cascade.run-id": self.run_id,
             "cascade.asset": self.asset.spec.name,
             "cascade.partition": self.partition,

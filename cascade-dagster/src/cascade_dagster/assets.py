@@ -2,24 +2,39 @@
 
 import concurrent.futures
 import datetime as dt
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
 from croniter import croniter
 
 import cascade
-from cascade import CascadeAsset, IngestionResult
-from cascade.catalog import open_catalog
-from cascade.errors import CascadeError, ValidationError
+from cascade import AssetSpec, CascadeAsset, CascadeConfig, IngestionResult
+from cascade.catalog import open_catalog, table_identifier
+from cascade.errors import CascadeError, ConfigurationError, PluginLoadError, ValidationError
 from cascade.logs import configure_logging
-from cascade.runner import BRANCH_TAG
+from cascade.redaction import redact
+from cascade.runner import BRANCH_TAG, MAIN, SNAPSHOT_TAG_PREFIX
+from cascade_dagster import _compat
+from cascade_dagster.io_manager import IO_MANAGER_KEY, cascade_io_manager
+from cascade_dagster.partitions import partition_filter
+from cascade_dagster.publishing import build_publish_job
 from cascade_dagster.resource import CascadeResource
 from cascade_dagster.translator import CascadeTranslator
 
 RESOURCE_KEY = "cascade"
 VALIDATION_CHECK = "validation"
 MAX_RUNTIME_TAG = "dagster/max_runtime"
+STRICT_PLUGINS_ENV = "CASCADE_DAGSTER_STRICT_PLUGINS"
+Emitted = (
+    dg.MaterializeResult[Any]
+    | dg.AssetMaterialization
+    | dg.AssetObservation
+    | dg.AssetCheckEvaluation
+    | dg.AssetCheckResult
+)
 
 
 class CascadeRunConfig(dg.Config):
@@ -33,66 +48,210 @@ def partitions_for(asset: CascadeAsset[Any, Any]) -> dg.DailyPartitionsDefinitio
     return dg.DailyPartitionsDefinition(start_date=asset.spec.start_date.isoformat(), end_offset=1, timezone="UTC")
 
 
-def build_asset(asset: CascadeAsset[Any, Any], translator: CascadeTranslator) -> dg.AssetsDefinition:
-    spec = asset.spec
-    dagster_spec = translator.get_asset_spec(spec)
-    check = dg.AssetCheckSpec(VALIDATION_CHECK, asset=dagster_spec.key, description="Pandera validation of the batch")
+def resolved_spec(spec: AssetSpec, config: CascadeConfig) -> AssetSpec:
+    """The spec with its namespace mapped through ``[namespaces]``: the table its runs write."""
+    namespace, _ = table_identifier(spec, config)
+    return replace(spec, namespace=namespace)
 
-    @dg.asset(
-        key=dagster_spec.key,
-        group_name=dagster_spec.group_name,
-        description=dagster_spec.description,
-        kinds=dagster_spec.kinds,
-        metadata=dagster_spec.metadata,
-        freshness_policy=dagster_spec.freshness_policy,
-        partitions_def=partitions_for(asset),
+
+def build_asset(
+    asset: CascadeAsset[Any, Any],
+    spec: AssetSpec,
+    translator: CascadeTranslator,
+    run_budgets: Mapping[dg.AssetKey, float],
+) -> dg.AssetsDefinition:
+    """One Dagster asset for ``asset``; ``spec`` is its spec with the namespace resolved."""
+    partitions = partitions_for(asset)
+    translated = translator.get_asset_spec(spec)
+    key = translated.key
+    validated = spec.validate and spec.validation_schema is not None
+    check = _compat.check_spec(
+        VALIDATION_CHECK,
+        asset=key,
+        partitions=partitions,
+        blocking=validated,  # a failed validation fails the run: nothing downstream may run on it
+        description="Pandera validation of the batch" if validated else "No validation schema: nothing is validated",
+    )
+    definition_spec = translated.replace_attributes(
+        partitions_def=translated.partitions_def or partitions,
+        skippable=True,  # a run on a branch observes the asset instead of materializing main's
+    )
+    if "dagster/io_manager_key" not in translated.metadata:  # unless the translator chose one
+        definition_spec = definition_spec.with_io_manager_key(IO_MANAGER_KEY)
+
+    @dg.multi_asset(
+        name=key.to_python_identifier(),
+        specs=[definition_spec],
+        check_specs=[check],
         retry_policy=dg.RetryPolicy(max_retries=spec.max_retries, delay=spec.retry_delay_seconds)
         if spec.max_retries
         else None,  # a zero-retry policy would replace the error with "Exceeded max_retries of 0"
         op_tags={MAX_RUNTIME_TAG: str(int(spec.max_runtime_seconds))},
-        check_specs=[check],
+        backfill_policy=translator.get_backfill_policy(spec),
+        pool=translator.get_pool(spec),
+        can_subset=True,  # makes the check's output optional: a branch run reports no check on main
     )
     def materialize(
         context: dg.AssetExecutionContext, config: CascadeRunConfig, cascade: CascadeResource
-    ) -> Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]:
+    ) -> Iterator[Emitted]:
+        if key not in context.selected_asset_keys:
+            return  # the check alone was selected: it is evaluated by the ingestion, never on its own
+        bound_run(context, run_budgets)
+        partition_keys = list(context.partition_keys)
         branch = config.branch or context.run.tags.get(BRANCH_TAG)
-        try:
-            result = run_with_timeout(asset, context.partition_key, branch, dict(context.run.tags), cascade)
-        except ValidationError as error:
-            yield dg.AssetCheckResult(
-                check_name=VALIDATION_CHECK,
-                asset_key=dagster_spec.key,
-                passed=False,
-                metadata={
-                    "failed_checks": [f"{c.column}: {c.check} ({c.failure_count} rows)" for c in error.failed_checks],
-                    "failing_rows": dg.MetadataValue.md(f"```\n{error.failing_rows}\n```"),
-                },
-            )
-            raise dg.Failure(description=str(error), allow_retries=False) from error
-        except CascadeError as error:
-            raise dg.Failure(description=str(error), allow_retries=error.transient) from error
-        yield dg.MaterializeResult(
-            metadata=result_metadata(result, cascade),
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=VALIDATION_CHECK,
-                    passed=result.validation.passed,
-                    metadata={"model": result.validation.model or "none", "rows": result.validation.rows},
-                )
-            ],
-        )
+        tags = {
+            **context.run.tags,
+            f"{SNAPSHOT_TAG_PREFIX}dagster.run-id": context.run.run_id,
+            f"{SNAPSHOT_TAG_PREFIX}dagster.step-key": context.get_step_execution_context().step.key,
+        }
+        resource_config = cascade.cascade_config()
+        done: list[tuple[IngestionResult, dict[str, Any]]] = []
+        for position, partition in enumerate(partition_keys):
+            try:
+                result = run_with_timeout(asset, partition, branch, tags, resource_config)
+            except (CascadeError, dg.Failure) as error:
+                yield from report_partial(key, done)
+                if isinstance(error, ValidationError):
+                    yield failed_check(key, error, partition, in_range=len(partition_keys) > 1)
+                raise partition_failure(spec.name, error, partition, done, partition_keys[position + 1 :]) from error
+            done.append((result, result_metadata(result, resource_config)))
+        yield from report(context, key, done, validated)
 
     return materialize
 
 
+def bound_run(context: dg.AssetExecutionContext, run_budgets: Mapping[dg.AssetKey, float]) -> None:
+    """Give the run the ``dagster/max_runtime`` tag that run monitoring reads, however it was launched.
+
+    Runs of the per-asset jobs and schedules carry the tag from the job; runs of Dagster's implicit
+    asset job (UI "Materialize", ``dagster asset materialize``, backfills) carry none, so the first
+    Cascade step tags its own run: the budgets of the run's Cascade assets times its partitions.
+    """
+    selected = context.run.asset_selection or context.job_def.asset_layer.selected_asset_keys
+    needed = int(sum(run_budgets.get(k, 0) for k in selected) * max(1, len(context.partition_keys)))
+    current = context.instance.get_run_by_id(context.run.run_id)
+    present = current.tags.get(MAX_RUNTIME_TAG) if current is not None else None
+    if present is None or float(present) < needed:
+        context.instance.add_run_tags(context.run.run_id, {MAX_RUNTIME_TAG: str(needed)})
+
+
+def report(
+    context: dg.AssetExecutionContext,
+    key: dg.AssetKey,
+    done: Sequence[tuple[IngestionResult, dict[str, Any]]],
+    validated: bool,
+) -> Iterator[Emitted]:
+    """Materializations and checks on main; observations only on any other branch."""
+    if any(result.branch != MAIN for result, _ in done):
+        for result, metadata in done:
+            yield dg.AssetObservation(asset_key=key, partition=result.partition, metadata=metadata)
+        return
+    if len(done) == 1:
+        [(result, metadata)] = done
+        yield dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=[check_result(result, validated)])
+        return
+    for result, metadata in done:
+        context.add_asset_metadata(metadata, asset_key=key, partition_key=result.partition)
+        yield check_evaluation(key, result, validated)
+    yield dg.MaterializeResult(asset_key=key)
+
+
+def report_partial(key: dg.AssetKey, done: Sequence[tuple[IngestionResult, dict[str, Any]]]) -> Iterator[Emitted]:
+    """Before a failure in a run of several partitions: the partitions it committed, as committed."""
+    for result, metadata in done:
+        if result.branch == MAIN:
+            yield dg.AssetMaterialization(asset_key=key, partition=result.partition, metadata=metadata)
+        else:
+            yield dg.AssetObservation(asset_key=key, partition=result.partition, metadata=metadata)
+
+
+def partition_failure(
+    asset: str,
+    error: CascadeError | dg.Failure,
+    partition: str,
+    done: Sequence[tuple[IngestionResult, dict[str, Any]]],
+    not_run: Sequence[str],
+) -> dg.Failure:
+    message = (error.description or "") if isinstance(error, dg.Failure) else str(error)
+    committed = [result.partition for result, _ in done]
+    if committed or not_run:
+        message += (
+            f" (partition {partition} of asset {asset!r} failed; committed before it: "
+            f"{', '.join(committed) or 'none'}; not run: {', '.join(not_run) or 'none'})"
+        )
+    retry = error.allow_retries if isinstance(error, dg.Failure) else error.transient
+    return dg.Failure(
+        description=message,
+        allow_retries=retry and not isinstance(error, ValidationError),
+        metadata={
+            "failed_partition": partition,
+            "committed_partitions": ", ".join(committed),
+            "not_run_partitions": ", ".join(not_run),
+        },
+    )
+
+
+def check_metadata(result: IngestionResult, validated: bool) -> dict[str, Any]:
+    return {"validated": validated, "model": result.validation.model or "none", "rows": result.validation.rows}
+
+
+def check_result(result: IngestionResult, validated: bool) -> dg.AssetCheckResult:
+    if not validated:
+        return dg.AssetCheckResult(
+            check_name=VALIDATION_CHECK,
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description="Nothing was validated: the asset has no validation schema or validate=False",
+            metadata=check_metadata(result, validated),
+        )
+    return dg.AssetCheckResult(
+        check_name=VALIDATION_CHECK, passed=result.validation.passed, metadata=check_metadata(result, validated)
+    )
+
+
+def check_evaluation(key: dg.AssetKey, result: IngestionResult, validated: bool) -> dg.AssetCheckEvaluation:
+    single = check_result(result, validated)
+    return _compat.check_evaluation(
+        asset=key,
+        name=VALIDATION_CHECK,
+        partition=result.partition,
+        passed=single.passed,
+        severity=single.severity,
+        blocking=validated,
+        description=single.description or "Pandera validation of the batch",
+        metadata=check_metadata(result, validated),
+    )
+
+
+def failed_check(
+    key: dg.AssetKey, error: ValidationError, partition: str, *, in_range: bool
+) -> dg.AssetCheckResult | dg.AssetCheckEvaluation:
+    metadata: dict[str, Any] = {
+        "partition": partition,
+        "failed_checks": [f"{c.column}: {c.check} ({c.failure_count} rows)" for c in error.failed_checks],
+        "failing_rows": dg.MetadataValue.md(f"```\n{error.failing_rows}\n```"),
+    }
+    if in_range:
+        return _compat.check_evaluation(
+            asset=key,
+            name=VALIDATION_CHECK,
+            partition=partition,
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            blocking=True,
+            description=str(error),
+            metadata=metadata,
+        )
+    return dg.AssetCheckResult(check_name=VALIDATION_CHECK, asset_key=key, passed=False, metadata=metadata)
+
+
 def run_with_timeout(
-    asset: CascadeAsset[Any, Any], partition: str, branch: str | None, tags: dict[str, str], resource: CascadeResource
+    asset: CascadeAsset[Any, Any], partition: str, branch: str | None, tags: dict[str, str], config: CascadeConfig
 ) -> IngestionResult:
     """``cascade.run`` bounded by ``max_runtime_seconds``: the step fails when the budget is spent.
 
     The core also checks the budget before committing, so a run that outlives the step commits nothing.
     """
-    config = resource.cascade_config()
     configure_logging(config.log_format, config.log_level)  # the adapter decides output, not the core library
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cascade-run")
     future = executor.submit(cascade.run, asset, partition, branch=branch, tags=tags, config=config)
@@ -110,23 +269,32 @@ def run_with_timeout(
         executor.shutdown(wait=False)
 
 
-def result_metadata(result: IngestionResult, resource: CascadeResource) -> dict[str, Any]:
+def result_metadata(result: IngestionResult, config: CascadeConfig) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "table": result.table,
+        "dagster/table_name": result.table,
         "branch": result.branch,
         "partition": result.partition,
         "rows_extracted": result.rows_extracted,
         "rows_inserted": result.rows_inserted,
         "rows_updated": result.rows_updated,
         "rows_unchanged": result.rows_unchanged,
-        "snapshot_id": str(result.snapshot_id),
+        "rows_deleted": result.rows_deleted,
         "run_id": result.run_id,
         **{f"seconds_{phase}": dg.MetadataValue.float(round(s, 4)) for phase, s in result.phase_seconds.items()},
     }
-    table = open_catalog(resource.cascade_config()).load_table(result.table)
+    catalog = open_catalog(config)
+    if not catalog.table_exists(result.table):  # an empty first day commits nothing and creates no table
+        return metadata
+    table = catalog.load_table(result.table)
+    metadata["dagster/uri"] = table.location()
     head = table.snapshot_by_name(result.branch)
+    metadata["snapshot_id"] = str(head.snapshot_id if head is not None else result.snapshot_id)
     if head is not None and head.summary is not None and "total-records" in head.summary.additional_properties:
         metadata["dagster/row_count"] = int(head.summary.additional_properties["total-records"])
+    if head is not None and not table.spec().is_unpartitioned():
+        rows = partition_filter(table.spec(), table.schema(), [result.partition], table=result.table)
+        metadata["dagster/partition_row_count"] = table.scan(row_filter=rows, snapshot_id=head.snapshot_id).count()
     return metadata
 
 
@@ -134,17 +302,20 @@ def build_schedule(asset: CascadeAsset[Any, Any], job: Any) -> dg.ScheduleDefini
     """Refresh today's partition on every tick, and yesterday's on the first tick of a new day.
 
     A plain schedule on the last complete partition would re-ingest yesterday all day and never
-    today; late data for yesterday is picked up by the first run after midnight.
+    today; late data for yesterday is picked up by the first run after midnight. Days before the
+    spec's ``start_date`` are not partitions and are never asked for.
     """
     cron = asset.spec.cron
     assert cron is not None
+    first = asset.spec.start_date.isoformat()
 
     @dg.schedule(name=f"{asset.spec.name}_schedule", cron_schedule=cron, job=job, execution_timezone="UTC")
-    def refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+    def refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
         tick = context.scheduled_execution_time
-        return [
-            dg.RunRequest(run_key=f"{day}@{tick.isoformat()}", partition_key=day) for day in days_to_refresh(cron, tick)
-        ]
+        days = [day for day in days_to_refresh(cron, tick) if day >= first]
+        if not days:
+            return dg.SkipReason(f"asset {asset.spec.name!r}: partitions start on {first}")
+        return [dg.RunRequest(run_key=f"{day}@{tick.isoformat()}", partition_key=day) for day in days]
 
     return refresh
 
@@ -160,17 +331,46 @@ def days_to_refresh(cron: str, tick: dt.datetime) -> list[str]:
     return days
 
 
+def discovered_assets(strict: bool | None) -> list[CascadeAsset[Any, Any]]:
+    """Every installed Cascade asset; a plugin that failed to import is logged, or fatal when ``strict``."""
+    discovery = cascade.discover()
+    if strict is None:
+        strict = os.environ.get(STRICT_PLUGINS_ENV, "").lower() in ("1", "true", "yes")
+    reasons = [plugin_failure(failure) for failure in discovery.failures]
+    for reason in reasons:
+        dg.get_dagster_logger("cascade_dagster").error(reason)
+    if strict and reasons:
+        raise ConfigurationError(f"{'; '.join(reasons)} (unset {STRICT_PLUGINS_ENV} to load the others)")
+    return list(discovery.assets)
+
+
+def plugin_failure(failure: PluginLoadError) -> str:
+    reason = redact(f"{type(failure.error).__name__}: {failure.error}")
+    return f"Cascade plugin {failure.plugin!r} failed to load, its assets are missing: {reason}"
+
+
 def build_definitions(
     assets: Sequence[CascadeAsset[Any, Any]] | None = None,
     *,
     config: CascadeResource | None = None,
     translator: CascadeTranslator | None = None,
+    strict_plugins: bool | None = None,
 ) -> dg.Definitions:
-    """Dagster definitions for ``assets`` (default: every asset ``cascade.discover()`` finds)."""
+    """Dagster definitions for ``assets`` (default: every asset ``cascade.discover()`` finds).
+
+    ``strict_plugins`` (default: the ``CASCADE_DAGSTER_STRICT_PLUGINS`` variable) makes a plugin
+    that fails to import fail the definitions instead of being logged and left out.
+    """
     translator = translator or CascadeTranslator()
-    chosen = list(assets) if assets is not None else list(cascade.discover().assets)
-    definitions = [build_asset(asset, translator) for asset in chosen]
-    jobs, schedules = [], []
+    resource = config or CascadeResource()
+    cascade_config = resource.cascade_config()
+    chosen = list(assets) if assets is not None else discovered_assets(strict_plugins)
+    specs = [resolved_spec(asset.spec, cascade_config) for asset in chosen]
+    keys = [translator.get_asset_spec(spec).key for spec in specs]
+    run_budgets = {key: spec.max_runtime_seconds for key, spec in zip(keys, specs, strict=True)}
+    definitions = [build_asset(asset, spec, translator, run_budgets) for asset, spec in zip(chosen, specs, strict=True)]
+    jobs: list[Any] = [build_publish_job(spec, key) for spec, key in zip(specs, keys, strict=True)]
+    schedules = []
     for asset, definition in zip(chosen, definitions, strict=True):
         job = dg.define_asset_job(
             name=f"{asset.spec.name}_job",
@@ -184,5 +384,5 @@ def build_definitions(
         assets=definitions,
         jobs=jobs,
         schedules=schedules,
-        resources={RESOURCE_KEY: config or CascadeResource()},
+        resources={RESOURCE_KEY: resource, IO_MANAGER_KEY: cascade_io_manager},
     )

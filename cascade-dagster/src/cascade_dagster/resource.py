@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import pyarrow as pa
 from dagster import ConfigurableResource
 from pydantic import Field
+from pyiceberg.expressions import AlwaysTrue
+from pyiceberg.table import Table
 
 import cascade
 from cascade import CascadeConfig
+from cascade.catalog import open_catalog
+from cascade.errors import ConfigurationError
+from cascade.runner import MAIN
+from cascade_dagster.partitions import partition_filter
 
 
 class CascadeResource(ConfigurableResource):  # type: ignore[type-arg]
@@ -32,3 +40,22 @@ class CascadeResource(ConfigurableResource):  # type: ignore[type-arg]
         if self.catalog:
             config = replace(config, catalog_properties={**config.catalog_properties, **self.catalog})
         return config
+
+    def load_table(self, table: str) -> Table:
+        """The pyiceberg table ``namespace.table``, for readers such as DuckDB or Polars."""
+        return open_catalog(self.cascade_config()).load_table(table)
+
+    def read_table(self, table: str, *, partitions: Sequence[str] | None = None, branch: str | None = None) -> pa.Table:
+        """Rows of ``table`` on ``branch`` (default main) as pyarrow, only ``partitions`` when given."""
+        iceberg = self.load_table(table)
+        head = iceberg.snapshot_by_name(branch or MAIN)
+        if head is None:
+            if branch not in (None, MAIN):
+                raise ConfigurationError(f"table {table}: no branch {branch!r}")
+            return iceberg.schema().as_arrow().empty_table()
+        rows = (
+            partition_filter(iceberg.spec(), iceberg.schema(), partitions, table=table)
+            if partitions is not None
+            else AlwaysTrue()
+        )
+        return iceberg.scan(row_filter=rows, snapshot_id=head.snapshot_id).to_arrow()

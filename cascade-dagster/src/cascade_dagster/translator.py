@@ -1,7 +1,10 @@
 """The one override point: how a Cascade asset spec becomes a Dagster ``AssetSpec``.
 
-Subclass :class:`CascadeTranslator` and override :meth:`get_asset_spec` to change keys, groups,
-owners, tags or metadata; everything else (partitions, retries, checks) follows from it.
+Subclass :class:`CascadeTranslator` and override :meth:`get_asset_spec` to change any field of the
+Dagster ``AssetSpec`` (key, group, description, owners, tags, kinds, metadata, code_version,
+automation_condition, deps, freshness_policy); the built asset carries the returned spec as it is.
+Partitions, retries and checks follow from the Cascade spec. Two run-time shapes that are not
+``AssetSpec`` fields have their own methods: :meth:`get_backfill_policy` and :meth:`get_pool`.
 """
 
 from __future__ import annotations
@@ -30,7 +33,11 @@ def _type_name(iceberg_type: IcebergType) -> str:
 
 
 class CascadeTranslator:
-    """Translates one frozen :class:`cascade.AssetSpec` into one Dagster ``AssetSpec``."""
+    """Translates one frozen :class:`cascade.AssetSpec` into one Dagster ``AssetSpec``.
+
+    Every method receives the spec with its namespace already resolved through ``[namespaces]``,
+    so ``spec.identifier`` names the table runs write.
+    """
 
     def get_asset_spec(self, spec: AssetSpec) -> dg.AssetSpec:
         freshness = (
@@ -55,3 +62,11 @@ class CascadeTranslator:
             },
             freshness_policy=freshness,
         )
+
+    def get_backfill_policy(self, spec: AssetSpec) -> dg.BackfillPolicy:
+        """One run per backfill by default; ``BackfillPolicy.multi_run(n)`` caps partitions per run."""
+        return dg.BackfillPolicy.single_run()
+
+    def get_pool(self, spec: AssetSpec) -> str | None:
+        """The concurrency pool (one per table): with a pool limit of 1, two runs never write one table at once."""
+        return f"cascade/{spec.identifier}"

@@ -1,0 +1,195 @@
+"""Dagster's own view, through one real ``dagster dev`` (webserver + daemon) on 127.0.0.1 and GraphQL.
+
+Only what Dagster's storage and daemons decide is tested here: partition status after a branch
+run, the run tag a UI-style launch ends up with, a range backfill as one run, and the load-time
+log of a broken plugin. Everything else is tested in process (test_dagster_runs.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cascade_nightscout.server import NightscoutServer
+from tests.conftest import NIGHTSCOUT_TOKEN
+from tests.e2e.test_dagster import REPO, free_port
+
+GLUCOSE = ["nightscout", "glucose"]
+FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+
+
+@dataclass(frozen=True)
+class DagsterDev:
+    port: int
+    log: Path
+    location: str
+    repository: str
+
+    def query(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/graphql",
+            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+        assert "errors" not in answer, answer["errors"]
+        return answer["data"]
+
+
+@pytest.fixture(scope="module")
+def dagster_dev(tmp_path_factory: pytest.TempPathFactory, nightscout_server: NightscoutServer) -> Iterator[DagsterDev]:
+    """``dagster dev`` on the ready-made definitions, the broken test plugin left installed on purpose."""
+    folder = tmp_path_factory.mktemp("dagster_dev")
+    home = folder / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "cascade-dagster" / "dagster.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "CASCADE_HOME": str(folder / "cascade"),
+        "CASCADE_BLOCKED_PLUGINS": "cascade-runlog",
+        "NIGHTSCOUT_URL": nightscout_server.url,
+        "NIGHTSCOUT_TOKEN": NIGHTSCOUT_TOKEN,
+    }
+    port = free_port()
+    log = folder / "dagster-dev.log"
+    dagster = Path(sys.executable).parent / "dagster"
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            [str(dagster), "dev", "-m", "cascade_dagster.definitions", "-h", "127.0.0.1", "-p", str(port)],
+            env=env,
+            cwd=folder,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for_server(server, port, log)
+        bare = DagsterDev(port, log, "", "")
+        [repository] = bare.query(
+            "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
+        )["repositoriesOrError"]["nodes"]
+        yield DagsterDev(port, log, repository["location"]["name"], repository["name"])
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # dagster dev's own group: webserver, daemon, code server
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
+
+
+def wait_for_server(server: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
+                return
+        except OSError:
+            assert server.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "dagster dev did not start"
+            time.sleep(1)
+
+
+def launch(dev: DagsterDev, partition: str, tags: dict[str, str] | None = None) -> str:
+    """What the UI's "Materialize" does: a run of the implicit asset job for one partition."""
+    params = {
+        "selector": {
+            "repositoryLocationName": dev.location,
+            "repositoryName": dev.repository,
+            "pipelineName": "__ASSET_JOB",
+            "assetSelection": [{"path": GLUCOSE}],
+        },
+        "executionMetadata": {
+            "tags": [{"key": k, "value": v} for k, v in {"dagster/partition": partition, **(tags or {})}.items()]
+        },
+    }
+    launched = dev.query(
+        "mutation($p: ExecutionParams!) { launchPipelineExecution(executionParams: $p) {"
+        " __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }",
+        {"p": params},
+    )["launchPipelineExecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return str(launched["run"]["runId"])
+
+
+def wait_for_run(dev: DagsterDev, run_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 240
+    while True:
+        run = dev.query(
+            "query($id: ID!) { runOrError(runId: $id) { ... on Run { status tags { key value } } } }", {"id": run_id}
+        )["runOrError"]
+        if run["status"] in FINISHED:
+            return {"status": run["status"], "tags": {t["key"]: t["value"] for t in run["tags"]}}
+        assert time.monotonic() < deadline, f"run {run_id} still {run['status']}"
+        time.sleep(1)
+
+
+def materialized_ranges(dev: DagsterDev) -> list[tuple[str, str]]:
+    node = dev.query(
+        "query($k: AssetKeyInput!) { assetNodeOrError(assetKey: $k) { ... on AssetNode { assetPartitionStatuses {"
+        " ... on TimePartitionStatuses { ranges { status startKey endKey } } } } } }",
+        {"k": {"path": GLUCOSE}},
+    )["assetNodeOrError"]
+    ranges = node["assetPartitionStatuses"]["ranges"]
+    return [(r["startKey"], r["endKey"]) for r in ranges if r["status"] == "MATERIALIZED"]
+
+
+def test_broken_plugin_is_logged_at_load(dagster_dev: DagsterDev) -> None:
+    assert (
+        "Cascade plugin 'cascade-testplugin-broken' failed to load, its assets are missing: "
+        "ModuleNotFoundError: No module named 'cascade_dependency_that_does_not_exist'"
+    ) in dagster_dev.log.read_text()
+
+
+def test_branch_run_leaves_main_status_and_every_run_is_bounded(dagster_dev: DagsterDev) -> None:
+    main = wait_for_run(dagster_dev, launch(dagster_dev, "2024-03-01"))
+    assert main["status"] == "SUCCESS"
+    assert main["tags"]["dagster/max_runtime"] == "300"  # the implicit asset job has no tags of its own
+    branch = wait_for_run(dagster_dev, launch(dagster_dev, "2024-03-02", {"cascade/branch": "dev"}))
+    assert branch["status"] == "SUCCESS"
+    assert materialized_ranges(dagster_dev) == [("2024-03-01", "2024-03-01")]
+
+
+def test_range_backfill_is_one_run(dagster_dev: DagsterDev) -> None:
+    days = [f"2024-04-{d:02d}" for d in range(1, 9)]
+    started = time.monotonic()
+    launched = dagster_dev.query(
+        "mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {"
+        " __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }",
+        {"p": {"assetSelection": [{"path": GLUCOSE}], "partitionNames": days, "fromFailure": False}},
+    )["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    backfill = launched["backfillId"]
+    deadline = time.monotonic() + 300
+    while True:
+        status = dagster_dev.query(
+            "query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } } }",
+            {"id": backfill},
+        )["partitionBackfillOrError"]["status"]
+        if status in ("COMPLETED", "COMPLETED_SUCCESS", "FAILED", "COMPLETED_FAILED", "CANCELED"):
+            break
+        assert time.monotonic() < deadline, f"backfill {backfill} still {status}"
+        time.sleep(1)
+    elapsed = time.monotonic() - started
+    runs = dagster_dev.query(
+        "query($t: [ExecutionTag!]) { runsOrError(filter: {tags: $t}) { ... on Runs { results { runId status } } } }",
+        {"t": [{"key": "dagster/backfill", "value": backfill}]},
+    )["runsOrError"]["results"]
+    assert [run["status"] for run in runs] == ["SUCCESS"]
+    assert wait_for_run(dagster_dev, runs[0]["runId"])["tags"]["dagster/max_runtime"] == str(8 * 300)
+    assert ("2024-04-01", "2024-04-08") in materialized_ranges(dagster_dev)
+    print(f"8-partition backfill through dagster dev: {elapsed:.1f} s, {len(runs)} run(s)")
