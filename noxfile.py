@@ -31,6 +31,25 @@ PACKAGES = [
     "plugins/cascade-runlog",
 ]
 TEST_PLUGINS = ["tests/plugins/cascade-testplugin", "tests/plugins/cascade-testplugin-broken"]
+# What can come out differently on the lowest supported versions of dlt, pyiceberg, pandera,
+# pyarrow and Dagster: everything that stages, validates, merges, evolves or orchestrates. The
+# rest (the CLI's printing, redaction, the HTTP policy) is checked once, in ``tests``.
+DEPENDENCY_SENSITIVE = [
+    "tests/unit",
+    *(f"tests/integration/test_{name}.py" for name in ("runner", "fidelity", "replace", "merge", "manifests",
+                                                        "evolution", "maintenance", "github", "examples")),
+    "tests/e2e/test_dagster.py",
+    "tests/e2e/test_dagster_runs.py",
+]  # fmt: skip
+# What can come out differently on a PostgreSQL catalog with S3 storage: catalog and storage use.
+CATALOG_SENSITIVE = [
+    *(f"tests/integration/test_{name}.py" for name in ("runner", "fidelity", "replace", "merge", "manifests",
+                                                        "evolution", "maintenance", "maintenance_concurrency",
+                                                        "concurrency", "hooks", "examples")),
+    "tests/e2e/test_crash.py",
+    "tests/e2e/test_cli_commands.py",
+    "tests/e2e/test_dagster.py",
+]  # fmt: skip
 TYPED = ["cascade-core/src", "cascade-cli/src", "cascade-dagster/src", "plugins/cascade-github/src",
          "plugins/cascade-nightscout/src", "plugins/cascade-runlog/src"]  # fmt: skip
 
@@ -77,18 +96,18 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def tests_lowest(session: nox.Session) -> None:
-    """The same suite on the lowest versions the packages declare (dlt, Dagster, pyiceberg, ...)."""
-    run_suite(session, "lowest")
+    """The dependency-sensitive tests on the lowest versions the packages declare (dlt, Dagster, pyiceberg, ...)."""
+    run_suite(session, "lowest", *DEPENDENCY_SENSITIVE)
 
 
 @nox.session(python=PYTHON)
 def tests_shared(session: nox.Session) -> None:
-    """Integration and end-to-end tests on a PostgreSQL catalog with S3-compatible storage.
+    """The catalog- and storage-sensitive tests on a PostgreSQL catalog with S3-compatible storage.
 
     The fixtures start PostgreSQL (Debian's package: run .ci/postgres first) and moto's S3 server
     on 127.0.0.1. Tests that choose their own catalog (concurrency, faults) run in ``tests``.
     """
-    selection = ("tests/integration", "tests/e2e", "-m", "not own_catalog")
+    selection = (*CATALOG_SENSITIVE, "-m", "not own_catalog")
     run_suite(session, "latest", *selection, env={"CASCADE_TEST_CATALOG": "shared"})
 
 
