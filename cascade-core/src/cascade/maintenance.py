@@ -254,7 +254,7 @@ def expire_snapshots(
 
 MAX_SNAPSHOTS = "cascade.history.max-snapshots"
 """Table property: the snapshots a branch keeps when merges expire old ones themselves (0: never)."""
-DEFAULT_MAX_SNAPSHOTS = 200
+DEFAULT_MAX_SNAPSHOTS = 100
 LEAST_MAX_SNAPSHOTS = 60  # above HISTORY_SEARCH_DEPTH: a writer unsure of its commit still finds it
 EXPIRY_SLACK = 50  # expire once per this many commits past the limit, not on every commit
 
@@ -263,8 +263,8 @@ def expire_on_commit(table: Table) -> ExpiryResult | None:
     """The upkeep a merge does itself, so a table's per-commit cost does not grow with its age.
 
     pyiceberg reads, copies and rewrites all of ``metadata.json`` on every commit, and it grows
-    with every snapshot. Once a table holds ``cascade.history.max-snapshots`` (200) plus 50
-    snapshots, this expires the oldest down to each branch's last 200, recording their coverage
+    with every snapshot. Once a table holds ``cascade.history.max-snapshots`` (100) plus 50
+    snapshots, this expires the oldest down to each branch's last 100, recording their coverage
     in the ledger as ``cascade maintain`` does. One attempt: when another writer wins the race,
     a later commit does the upkeep. Returns what was expired, or ``None`` when nothing was due.
     """
