@@ -152,7 +152,7 @@ def test_translator_override_reaches_every_field(config: CascadeConfig) -> None:
 
 def test_default_pool_and_backfill_policy(config: CascadeConfig) -> None:
     assets_def = glucose_defs(config).get_assets_def(GLUCOSE_KEY)
-    assert assets_def.op.pool == "cascade/nightscout.glucose"
+    assert assets_def.op.pool == "cascade__nightscout__glucose"
     assert assets_def.backfill_policy == dg.BackfillPolicy.single_run()
 
 

@@ -220,10 +220,11 @@ def test_a_unique_check_sees_the_whole_batch(registry, config: CascadeConfig, ba
     with pytest.raises(ValidationError) as caught:
         cascade.run(things, "2024-01-01", config=config)
     by_column = {c.column: c for c in caught.value.failed_checks}
-    assert (by_column["s"].failure_count, by_column["s"].failure_cases[0]) == (10, "'v0'")
+    assert by_column["s"].failure_count == 10
+    assert set(by_column["s"].failure_cases) <= {f"'v{i}'" for i in range(5)}  # the values rows share
     check = by_column["id"]
     assert (check.column, check.failure_count) == ("id", 20)
-    assert check.failure_cases[:3] == ("'k0'", "'k1'", "'k2'")
+    assert check.failure_cases and set(check.failure_cases) <= {f"'k{i}'" for i in range(10)}
     assert snapshot_id(config, TABLE) is None
 
 

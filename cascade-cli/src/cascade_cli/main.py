@@ -19,7 +19,7 @@ from rich.markup import escape
 
 import cascade
 from cascade.catalog import check_branch_name
-from cascade.errors import CascadeError, ConfigurationError, UnknownAssetError, ValidationError
+from cascade.errors import CascadeError, ConfigurationError, SchemaEvolutionError, UnknownAssetError, ValidationError
 from cascade.logs import configure_logging
 from cascade.redaction import redact, redact_values, redacted_traceback
 from cascade_cli.maintain import maintain_command
@@ -76,6 +76,9 @@ def set_up_process() -> None:
     configure_logging(config.log_format if config else "auto", config.log_level if config else "INFO", force=True)
 
 
+LISTING_ERRORS = (ValidationError, SchemaEvolutionError)  # their further lines are Cascade's own list
+
+
 def fail(error: BaseException) -> NoReturn:
     """One clear line on stderr; exit 2 for usage errors, 1 for failed runs and everything else."""
     if _state["verbose"]:
@@ -86,7 +89,7 @@ def fail(error: BaseException) -> NoReturn:
     if not isinstance(error, CascadeError) and not _state["verbose"]:
         first_line += " (cascade --verbose shows the traceback)"
     err.print(f"[bold red]error:[/] {escape(first_line)}", highlight=False, soft_wrap=True)
-    if not _state["verbose"] and isinstance(error, ValidationError):  # the failing checks, one per line
+    if not _state["verbose"] and isinstance(error, LISTING_ERRORS):  # the failing checks or changes, one per line
         for line in lines[1:12]:
             err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(2 if isinstance(error, USAGE_ERRORS) else 1)

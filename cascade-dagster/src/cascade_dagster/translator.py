@@ -69,4 +69,4 @@ class CascadeTranslator:
 
     def get_pool(self, spec: AssetSpec) -> str | None:
         """The concurrency pool (one per table): with a pool limit of 1, two runs never write one table at once."""
-        return f"cascade/{spec.identifier}"
+        return f"cascade__{spec.namespace}__{spec.table_name}"  # Dagster 1.12 allows only [A-Za-z0-9_]
