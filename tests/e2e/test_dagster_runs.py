@@ -125,7 +125,7 @@ class EveryField(CascadeTranslator):
         )
 
     def get_pool(self, spec):  # type: ignore[no-untyped-def]
-        return "one-writer"
+        return "one_writer"
 
     def get_backfill_policy(self, spec):  # type: ignore[no-untyped-def]
         return dg.BackfillPolicy.multi_run(4)
@@ -146,7 +146,7 @@ def test_translator_override_reaches_every_field(config: CascadeConfig) -> None:
     assert node.metadata["owner_note"] == "kept"
     assert node.metadata["dagster/table_name"] == "nightscout.glucose"
     assets_def = defs.get_assets_def(key)
-    assert assets_def.op.pool == "one-writer"
+    assert assets_def.op.pool == "one_writer"
     assert assets_def.backfill_policy == dg.BackfillPolicy.multi_run(4)
 
 

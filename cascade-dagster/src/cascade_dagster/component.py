@@ -10,7 +10,6 @@ attributes:
 from __future__ import annotations
 
 import dagster as dg
-from pydantic import Field
 
 from cascade.errors import UnknownAssetError
 from cascade_dagster.assets import build_definitions, discovered_assets
@@ -23,7 +22,7 @@ class CascadeAssetsComponent(dg.Component, dg.Model, dg.Resolvable):
     assets: list[str] | None = None
     home: str | None = None
     branch: str | None = None
-    catalog: dict[str, str] = Field(default_factory=dict)
+    catalog: dict[str, str] | None = None  # Dagster 1.12's Resolvable cannot take a default_factory
     strict_plugins: bool | None = None
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
@@ -38,5 +37,5 @@ class CascadeAssetsComponent(dg.Component, dg.Model, dg.Resolvable):
                     f"(installed: {', '.join(sorted(by_name)) or 'none'})"
                 )
             chosen = [by_name[name] for name in self.assets]
-        resource = CascadeResource(home=self.home, branch=self.branch, catalog=self.catalog)
+        resource = CascadeResource(home=self.home, branch=self.branch, catalog=self.catalog or {})
         return build_definitions(chosen, config=resource, strict_plugins=self.strict_plugins)
