@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from cascade.merge import MergeOutcome
+from cascade.quarantine import QuarantineSummary
 from cascade.validation import ValidationReport
 
 
@@ -36,6 +37,11 @@ class IngestionResult:
     merge: MergeOutcome
     phase_seconds: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     rows_deleted: int = 0
+    quarantine: QuarantineSummary | None = None  # under on_invalid="quarantine": what was kept aside
+
+    @property
+    def rows_quarantined(self) -> int:
+        return self.quarantine.rows_quarantined if self.quarantine else 0
 
     @property
     def duration_seconds(self) -> float:
@@ -64,4 +70,6 @@ class IngestionResult:
             "files_rewritten": self.merge.files_rewritten,
             "phase_seconds": {k: round(v, 4) for k, v in self.phase_seconds.items()},
             "duration_seconds": round(self.duration_seconds, 4),
+            "rows_quarantined": self.rows_quarantined,
+            "quarantine": self.quarantine.as_dict() if self.quarantine else None,
         }

@@ -57,7 +57,17 @@ from cascade.ingestion import REPLACE_NEEDS_A_DAY, CascadeAsset
 from cascade.logs import configure_logging
 from cascade.merge import MergeOutcome, MergePlan, PartitionReplace, merge_into
 from cascade.plugins import hooks
-from cascade.records import RecordGuard, column_hints, guard_source, requested_dispositions
+from cascade.quarantine import (
+    InvalidRow,
+    InvalidTally,
+    QuarantineRun,
+    QuarantineSummary,
+    check_fraction,
+    quarantine_identifier,
+    split_batch,
+    write_quarantine,
+)
+from cascade.records import RecordGuard, RefusedRecord, column_hints, guard_source, requested_dispositions
 from cascade.redaction import redact
 from cascade.registry import registry
 from cascade.results import IngestionResult
@@ -183,10 +193,13 @@ def run(
 def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionResult:
     spec = resolved.asset.spec
     where = {"asset": spec.name, "table": resolved.identifier}
+    # quarantine (issue 18): the guard collects refused records instead of raising
+    refused: list[RefusedRecord] | None = [] if spec.on_invalid == "quarantine" else None
+    held: Held | None = None
     try:
         with traced("extract", timings, **where):
             check_table(resolved)  # a breaking change to the asset fails here, before the source is called
-            pipeline, replacing = extract_source(resolved)
+            pipeline, replacing = extract_source(resolved, refused)
         crash_point("after-extract")
         check_deadline(resolved, "extract")
         with traced("stage", timings, **where) as span:
@@ -196,10 +209,17 @@ def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionRe
         crash_point("after-stage")
         check_deadline(resolved, "stage")
         with traced("validate", timings, rows_in=staged.data.num_rows, **where) as span:
-            rows, report = validate(resolved, staged.data)
+            if refused is None:
+                rows, report = validate(resolved, staged.data)
+            else:  # quarantine (issue 18)
+                rows, report, held = validate_quarantining(resolved, staged.data, refused)
+                span.set_attributes(quarantine_attributes(held.summary))
             span.set_attributes({"cascade.rows_out": rows.num_rows, "cascade.validation_passed": report.passed})
         crash_point("after-validate")
         check_deadline(resolved, "validate")
+        if held is not None:  # quarantine (issue 18): invalid rows are committed before the valid ones
+            commit_quarantine(resolved, held)
+            crash_point("after-quarantine")
         with traced("merge", timings, rows_in=rows.num_rows, **where) as span:
             veto = partial(hooks().before_commit, resolved.context)
             outcome = merge(resolved, rows, before_commit=veto, replacing=replacing)
@@ -216,7 +236,8 @@ def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionRe
     finally:
         if not resolved.config.keep_staging:
             remove_pipeline(resolved.place)
-    return report_result(resolved, staged, report, outcome, timings)
+    result = report_result(resolved, staged, report, outcome, timings)
+    return result if held is None else replace(result, quarantine=held.summary)  # quarantine (issue 18)
 
 
 def resolve_branch(explicit: str | None, tags: Mapping[str, str], config: CascadeConfig) -> str:
@@ -284,10 +305,14 @@ def check_deadline(resolved: ResolvedRun, after: str) -> None:
         )
 
 
-def extract_source(resolved: ResolvedRun) -> tuple[Any, PartitionReplace | None]:
+def extract_source(
+    resolved: ResolvedRun, refused: list[RefusedRecord] | None = None
+) -> tuple[Any, PartitionReplace | None]:
     """Call the asset function and let dlt pull every record.
 
     Returns the dlt pipeline, and the partition to replace when the run replaces its partition.
+    Given ``refused``, a record with a value its column cannot hold is appended there and left
+    out of the batch instead of failing the run.
     """
     asset = resolved.asset
     kwargs = {"context": resolved.context} if asset.accepts_context else {}
@@ -295,7 +320,7 @@ def extract_source(resolved: ResolvedRun) -> tuple[Any, PartitionReplace | None]
         with running(resolved.context):
             source = asset.fn(resolved.partition, **kwargs)
             replacing = partition_replace(asset.spec, requested_dispositions(source), resolved.partition)
-            guard = RecordGuard(asset.spec.iceberg_schema, asset.spec.unique_key, where=resolved.where)
+            guard = RecordGuard(asset.spec.iceberg_schema, asset.spec.unique_key, where=resolved.where, refused=refused)
             source = guard_source(source, guard, column_hints(asset.spec.iceberg_schema))
             pipeline = make_pipeline(resolved.place, dataset=resolved.namespace)
             extract(pipeline, source)
@@ -393,6 +418,57 @@ def validate(resolved: ResolvedRun, staged: pa.Table) -> tuple[pa.Table, Validat
     hooks().after_validation(resolved.context, report)
     raise_for_report(report, asset=spec.name, partition=resolved.partition)
     return rows, report
+
+
+@dataclass(frozen=True)
+class Held:
+    """The rows a quarantining run keeps out of the table, and its counts over the whole partition."""
+
+    rows: tuple[InvalidRow, ...]
+    summary: QuarantineSummary
+
+
+def validate_quarantining(
+    resolved: ResolvedRun, staged: pa.Table, refused: list[RefusedRecord]
+) -> tuple[pa.Table, ValidationReport, Held]:
+    """Split off the invalid rows, validate the rest, and fail when too much of the partition is invalid."""
+    spec = resolved.asset.spec
+    rows, invalid = split_batch(staged, spec, where=resolved.where, refused=refused)
+    report = validate_batch(rows, spec.validation_schema if spec.validate else None)
+    hooks().after_validation(resolved.context, report)
+    raise_for_report(report, asset=spec.name, partition=resolved.partition)
+    tally = InvalidTally()
+    tally.add(rows.num_rows, invalid)
+    check_fraction(tally, spec, resolved.partition)
+    summary = tally.summary(f"{resolved.namespace}.{resolved.table_name}{spec.quarantine_suffix}")
+    if invalid:
+        log.warning(
+            "rows quarantined",
+            asset=spec.name,
+            partition=resolved.partition,
+            rows_quarantined=summary.rows_quarantined,
+            failed_checks=dict(summary.failed_checks),
+        )
+    return rows, report, Held(tuple(invalid), summary)
+
+
+def quarantine_attributes(summary: QuarantineSummary) -> dict[str, Any]:
+    return {
+        "cascade.rows_quarantined": summary.rows_quarantined,
+        "cascade.quarantine_table": summary.table,
+        "cascade.failed_checks": [check for check, _ in summary.failed_checks],
+    }
+
+
+def commit_quarantine(resolved: ResolvedRun, held: Held) -> None:
+    """Replace this partition's quarantined rows with this run's, before the valid rows are merged."""
+    spec = resolved.asset.spec
+    run = QuarantineRun(spec.name, resolved.partition, resolved.branch, resolved.run_id, resolved.ingested_at)
+    identifier = quarantine_identifier(spec, resolved.namespace, resolved.table_name)
+    with catalog_errors(resolved):
+        write_quarantine(
+            open_catalog(resolved.config), identifier, run, held.rows, attempts=resolved.config.commit_attempts
+        )
 
 
 def merge(
