@@ -19,10 +19,12 @@ import cascade
 from cascade.errors import CascadeError, ConfigurationError, UnknownAssetError
 from cascade.redaction import redact
 from cascade_cli.maintain import maintain_command
+from cascade_cli.quarantine import quarantine_app
 from cascade_cli.schema import schema_app
 
 app = typer.Typer(help="Land data from APIs into Apache Iceberg tables.", no_args_is_help=True, add_completion=False)
 app.add_typer(schema_app, name="schema")
+app.add_typer(quarantine_app, name="quarantine")
 out = Console()
 err = Console(stderr=True)
 
