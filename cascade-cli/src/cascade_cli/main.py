@@ -110,11 +110,14 @@ def run_asset(
     date: Annotated[str, typer.Option("--date", "-d", help="Partition date, YYYY-MM-DD.", callback=parse_date)],
     branch: Annotated[str | None, typer.Option("--branch", "-b", help="Iceberg branch to write.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    audit: Annotated[
+        bool, typer.Option("--audit", help="Write-audit-publish: audit on a private branch, then publish.")
+    ] = False,
 ) -> None:
     """Ingest one partition of an asset."""
     try:
         cascade.discover()
-        result = cascade.run(asset, date, branch=branch)
+        result = cascade.run(asset, date, branch=branch, tags={"cascade/publish": "audit"} if audit else None)
     except CascadeError as error:
         fail(error)
     if as_json:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from cascade.audit import AuditOutcome
 from cascade.merge import MergeOutcome
 from cascade.quarantine import QuarantineSummary
 from cascade.validation import ValidationReport
@@ -38,6 +39,7 @@ class IngestionResult:
     phase_seconds: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     rows_deleted: int = 0
     quarantine: QuarantineSummary | None = None  # under on_invalid="quarantine": what was kept aside
+    audit: AuditOutcome | None = None  # under write-audit-publish: the audited snapshot and the audits
 
     @property
     def rows_quarantined(self) -> int:
@@ -72,4 +74,5 @@ class IngestionResult:
             "duration_seconds": round(self.duration_seconds, 4),
             "rows_quarantined": self.rows_quarantined,
             "quarantine": self.quarantine.as_dict() if self.quarantine else None,
+            "audit": self.audit.as_dict() if self.audit else None,
         }

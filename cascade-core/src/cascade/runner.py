@@ -23,6 +23,7 @@ import pyarrow as pa
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
 
+from cascade.audit import AuditOutcome, audit_branch_name, audit_with, wants_audit, write_audit_publish
 from cascade.catalog import (
     check_branch_name,
     describe_catalog,
@@ -196,6 +197,7 @@ def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionRe
     # quarantine (issue 18): the guard collects refused records instead of raising
     refused: list[RefusedRecord] | None = [] if spec.on_invalid == "quarantine" else None
     held: Held | None = None
+    audited: AuditOutcome | None = None  # write-audit-publish (issue 18)
     try:
         with traced("extract", timings, **where):
             check_table(resolved)  # a breaking change to the asset fails here, before the source is called
@@ -222,7 +224,10 @@ def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionRe
             crash_point("after-quarantine")
         with traced("merge", timings, rows_in=rows.num_rows, **where) as span:
             veto = partial(hooks().before_commit, resolved.context)
-            outcome = merge(resolved, rows, before_commit=veto, replacing=replacing)
+            if wants_audit(spec.publish, resolved.context.tags):  # write-audit-publish (issue 18)
+                outcome, audited = merge_audited(resolved, rows, before_commit=veto, replacing=replacing)
+            else:
+                outcome = merge(resolved, rows, before_commit=veto, replacing=replacing)
             span.set_attributes(
                 {
                     "cascade.rows_inserted": outcome.rows_inserted,
@@ -237,7 +242,7 @@ def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionRe
         if not resolved.config.keep_staging:
             remove_pipeline(resolved.place)
     result = report_result(resolved, staged, report, outcome, timings)
-    return result if held is None else replace(result, quarantine=held.summary)  # quarantine (issue 18)
+    return replace(result, quarantine=held.summary if held else None, audit=audited)  # issue 18
 
 
 def resolve_branch(explicit: str | None, tags: Mapping[str, str], config: CascadeConfig) -> str:
@@ -484,6 +489,56 @@ def merge(
         check_rows_in_partition(rows, replacing, resolved.asset.spec.unique_key, resolved.where)
     with catalog_errors(resolved):
         return _merge(resolved, rows, before_commit, replacing)
+
+
+def merge_audited(
+    resolved: ResolvedRun,
+    rows: pa.Table,
+    before_commit: Callable[[MergePlan], None] | None = None,
+    replacing: PartitionReplace | None = None,
+) -> tuple[MergeOutcome, AuditOutcome | None]:
+    """Write-audit-publish: merge onto a private audit branch, audit its snapshot, fast-forward the target."""
+    if rows.num_rows == 0 and replacing is None:
+        return MergeOutcome.nothing(), None
+    if replacing is not None:
+        check_rows_in_partition(rows, replacing, resolved.asset.spec.unique_key, resolved.where)
+    spec = resolved.asset.spec
+    with catalog_errors(resolved):
+        catalog = open_catalog(resolved.config)
+        if replacing is not None and rows.num_rows == 0 and not catalog.table_exists(resolved.identifier):
+            return MergeOutcome.nothing(), None
+        table: Table = ensure_table(catalog, (resolved.namespace, resolved.table_name), spec)
+        table, _ = evolve_table(table, spec, where=resolved.where)
+
+        def merge_onto(current: Table, branch: str) -> MergeOutcome:
+            def commit_guard(plan: MergePlan) -> None:
+                check_deadline(resolved, "merge")
+                if before_commit is not None:
+                    before_commit(plan)
+
+            return merge_into(
+                current,
+                rows,
+                spec.unique_key,
+                branch=branch,
+                snapshot_properties=resolved.snapshot_properties,
+                stable_partitions=spec.stable_partitions,
+                max_attempts=resolved.config.commit_attempts,
+                before_commit=commit_guard,
+                replace=replacing,
+            )
+
+        hook = partial(hooks().audit, resolved.context)
+        return write_audit_publish(
+            table,
+            resolved.branch,
+            audit_branch_name(resolved.run_id),
+            merge_onto,
+            audit_with(spec.audits, rows, hook),
+            audits=tuple(spec.audits),
+            asset=spec.name,
+            partition=resolved.partition,
+        )
 
 
 def check_table(resolved: ResolvedRun) -> None:
