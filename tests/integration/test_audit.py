@@ -11,6 +11,7 @@ from typing import Any
 
 import dlt
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField, StringType
 
@@ -23,7 +24,7 @@ from cascade.plugins import hookimpl, register, unregister
 from cascade.registry import isolated_registry
 from cascade.tables import ancestry
 from tests.conftest import read_table, snapshot_id
-from tests.integration.test_telemetry import EXPORTER, sdk  # noqa: F401 (the in-memory SDK, a module fixture)
+from tests.integration.test_telemetry import EXPORTER
 
 SCHEMA = Schema(NestedField(1, "id", StringType(), required=True), NestedField(2, "n", LongType(), required=False))
 TABLE = "wap.things"
@@ -148,10 +149,24 @@ def test_the_run_tag_asks_for_an_audit_on_an_asset_that_publishes_directly(confi
     assert snapshot_id(config, TABLE) == result.audit.snapshot_id
 
 
-def test_the_audit_phase_has_its_own_span(config: CascadeConfig) -> None:
+@pytest.fixture
+def exported() -> InMemorySpanExporter:
+    """test_telemetry's in-memory exporter, installed here when that module has not run in this process."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
+        trace.set_tracer_provider(provider)
     EXPORTER.clear()
+    return EXPORTER
+
+
+def test_the_audit_phase_has_its_own_span(config: CascadeConfig, exported: InMemorySpanExporter) -> None:
     result = cascade.run(things_asset({"2024-01-01": [{"id": "a", "n": 1}]}), "2024-01-01", config=config)
-    spans = {span.name: span for span in EXPORTER.get_finished_spans()}
+    spans = {span.name: span for span in exported.get_finished_spans()}
     audit = spans["cascade.audit"]
     assert audit.parent is not None and audit.parent.span_id == spans["cascade.merge"].context.span_id
     assert dict(audit.attributes or {}) == {

@@ -266,3 +266,30 @@ def test_a_wrong_policy_is_refused_at_import(kwargs: dict[str, Any], message: st
         @cascade_ingestion(table_name="t", unique_key="id", iceberg_schema=SCHEMA, group="q", **kwargs)
         def t(partition_date: str):
             return []
+
+
+def test_arrow_rows_that_cannot_be_cast_are_quarantined_with_their_values(config: CascadeConfig) -> None:
+    import pyarrow
+    from pyiceberg.types import IntegerType
+
+    small = Schema(NestedField(1, "id", StringType(), required=True), NestedField(2, "n", IntegerType()))
+    page = pyarrow.table({"id": ["a", "b", "c"], "n": pyarrow.array([1, 2**40, 3], pyarrow.int64())})
+
+    @cascade_ingestion(
+        table_name="small",
+        unique_key="id",
+        iceberg_schema=small,
+        group="q",
+        on_invalid="quarantine",
+        max_invalid_fraction=0.5,
+    )
+    def small_things(partition_date: str):
+        return dlt.resource([page], name="small")
+
+    with isolated_registry():
+        result = cascade.run(small_things, "2024-01-01", config=config)
+    assert {r["id"]: r["n"] for r in read_table(config, "q.small").to_pylist()} == {"a": 1, "c": 3}
+    (kept,) = read_quarantine(open_catalog(config), ("q", "small__quarantine")).to_pylist()
+    assert json.loads(kept["record"]) == {"id": "b", "n": 2**40} and json.loads(kept["checks"]) == ["n: type"]
+    assert kept["detail"] == f"n: {2**40} cannot be stored as int"
+    assert result.rows_quarantined == 1
