@@ -25,7 +25,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField, StringType
 
 import cascade
-from cascade import CascadeConfig, cascade_ingestion
+from cascade import INGESTED_AT, CascadeConfig, cascade_ingestion
 from cascade.catalog import open_catalog
 from cascade.errors import AssetDefinitionError
 from cascade.faults import CRASH_ENV
@@ -194,7 +194,7 @@ import dlt, pandera.pandas as pa
 from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField, StringType
 import cascade
-from cascade import CascadeConfig, cascade_ingestion
+from cascade import INGESTED_AT, CascadeConfig, cascade_ingestion
 
 class NonNegative(pa.DataFrameModel):
     n: int = pa.Field(ge=0, nullable=True)
@@ -293,3 +293,40 @@ def test_arrow_rows_that_cannot_be_cast_are_quarantined_with_their_values(config
     assert json.loads(kept["record"]) == {"id": "b", "n": 2**40} and json.loads(kept["checks"]) == ["n: type"]
     assert kept["detail"] == f"n: {2**40} cannot be stored as int"
     assert result.rows_quarantined == 1
+
+
+def test_a_rerun_replaces_the_partitions_rows_and_keeps_when_each_key_was_first_seen(config: CascadeConfig) -> None:
+    batches = {"2024-01-01": [{"id": "a", "n": -1}, {"id": "b", "n": -2}, {"id": "c", "n": 1}]}
+    with isolated_registry():
+        asset = things_asset(batches)
+        first = cascade.run(asset, "2024-01-01", config=config)
+        batches["2024-01-01"] = [{"id": "a", "n": -1}, {"id": "b", "n": 2}, {"id": "d", "n": "x"}]
+        second = cascade.run(asset, "2024-01-01", config=config)
+    kept = {
+        json.loads(r["row_key"])["id"]: r
+        for r in read_quarantine(open_catalog(config), ("q", "things__quarantine")).to_pylist()
+    }
+    assert set(kept) == {"a", "d"} and {r["run_id"] for r in kept.values()} == {second.run_id}
+    assert kept["a"]["first_seen"] < kept["a"][INGESTED_AT] == kept["d"]["first_seen"]
+    assert first.rows_quarantined == 2 and stored(config) == {"b": 2, "c": 1}
+
+
+def test_quarantine_and_audit_together(config: CascadeConfig) -> None:
+    @cascade_ingestion(
+        table_name="things",
+        unique_key="id",
+        iceberg_schema=SCHEMA,
+        group="q",
+        validation_schema=NonNegative,
+        on_invalid="quarantine",
+        max_invalid_fraction=0.5,
+        publish="audit",
+        audits={"all_valid": "select count(*) = 0 from batch where n < 0"},
+    )
+    def audited(partition_date: str):
+        return dlt.resource([{"id": "a", "n": 1}, {"id": "b", "n": -1}], name="things")
+
+    with isolated_registry():
+        result = cascade.run(audited, "2024-01-01", config=config)
+    assert result.audit is not None and result.audit.published and result.rows_quarantined == 1
+    assert stored(config) == {"a": 1} and set(quarantined(config)) == {("2024-01-01", "b")}

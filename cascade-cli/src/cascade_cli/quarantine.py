@@ -76,7 +76,7 @@ def summarize(spec: cascade.AssetSpec, rows: pa.Table) -> list[dict[str, Any]]:
                 "branch": branch,
                 "rows": len(held),
                 "checks": dict(sorted(checks.items())),
-                "first_seen": min(row[INGESTED_AT] for row in held).isoformat(),
+                "first_seen": min(row["first_seen"] or row[INGESTED_AT] for row in held).isoformat(),
             }
         )
     return summary

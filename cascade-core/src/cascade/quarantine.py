@@ -19,7 +19,7 @@ import datetime as dt
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,7 @@ QUARANTINE_SCHEMA = Schema(
     NestedField(8, "columns", StringType(), required=True, doc="JSON list of the failing columns"),
     NestedField(9, "record", StringType(), required=True, doc="the row as the source sent it, as JSON"),
     NestedField(10, "detail", StringType(), required=False, doc="why a value could not be converted"),
+    NestedField(11, "first_seen", TimestamptzType(), required=False, doc="when a run first quarantined this key"),
 )
 QUARANTINE_COLUMNS = tuple(f.name for f in QUARANTINE_SCHEMA.fields)
 
@@ -295,7 +296,11 @@ def open_quarantine(catalog: Catalog, identifier: tuple[str, str], *, create: bo
     return catalog.create_table_if_not_exists(identifier, QUARANTINE_SCHEMA)
 
 
-def quarantine_rows(run: QuarantineRun, invalid: Sequence[InvalidRow]) -> pa.Table:
+def quarantine_rows(
+    run: QuarantineRun, invalid: Sequence[InvalidRow], first_seen: Mapping[str, dt.datetime] | None = None
+) -> pa.Table:
+    """The quarantine table's rows for ``invalid``; ``first_seen`` keeps the time a key was first kept."""
+    seen = first_seen or {}
     columns: dict[str, list[Any]] = {
         "asset": [run.asset] * len(invalid),
         "partition": [run.partition] * len(invalid),
@@ -307,6 +312,7 @@ def quarantine_rows(run: QuarantineRun, invalid: Sequence[InvalidRow]) -> pa.Tab
         "columns": [json.dumps(list(r.columns), ensure_ascii=False) for r in invalid],
         "record": [r.record for r in invalid],
         "detail": [r.detail or None for r in invalid],
+        "first_seen": [seen.get(r.key, run.ingested_at) for r in invalid],
     }
     return pa.Table.from_pydict(columns, schema=arrow_schema(QUARANTINE_SCHEMA))
 
@@ -326,9 +332,12 @@ def write_quarantine(
     table = open_quarantine(catalog, identifier, create=bool(invalid))
     if table is None:
         return None
-    rows = quarantine_rows(run, invalid)
     for attempt in range(attempts):
-        held = table.scan(row_filter=run.selection, selected_fields=("run_id",)).to_arrow().num_rows
+        previous = (
+            table.scan(row_filter=run.selection, selected_fields=("row_key", "first_seen")).to_arrow().to_pylist()
+        )
+        held = len(previous)
+        rows = quarantine_rows(run, invalid, {r["row_key"]: r["first_seen"] for r in previous if r["first_seen"]})
         if not held and not invalid:
             return None
         try:
