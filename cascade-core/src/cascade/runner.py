@@ -425,6 +425,9 @@ def validate(resolved: ResolvedRun, staged: pa.Table) -> tuple[pa.Table, Validat
     return rows, report
 
 
+# --- issue 18: the quarantine policy's phase functions (the logic is in cascade.quarantine) -----------
+
+
 @dataclass(frozen=True)
 class Held:
     """The rows a quarantining run keeps out of the table, and its counts over the whole partition."""
@@ -476,6 +479,9 @@ def commit_quarantine(resolved: ResolvedRun, held: Held) -> None:
         )
 
 
+# --- end of issue 18's quarantine functions ------------------------------------------------------------
+
+
 def merge(
     resolved: ResolvedRun,
     rows: pa.Table,
@@ -489,6 +495,9 @@ def merge(
         check_rows_in_partition(rows, replacing, resolved.asset.spec.unique_key, resolved.where)
     with catalog_errors(resolved):
         return _merge(resolved, rows, before_commit, replacing)
+
+
+# --- issue 18: write-audit-publish's merge (the logic is in cascade.audit) -----------------------------
 
 
 def merge_audited(
@@ -539,6 +548,9 @@ def merge_audited(
             asset=spec.name,
             partition=resolved.partition,
         )
+
+
+# --- end of issue 18's write-audit-publish merge -------------------------------------------------------
 
 
 def check_table(resolved: ResolvedRun) -> None:
