@@ -31,7 +31,15 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.types import NestedField, StringType, TimestamptzType
 
-from cascade.conform import EXAMPLE_ROWS, arrow_schema, conform, exact_cast_allowed, reject_null_keys
+from cascade.conform import (
+    EXAMPLE_ROWS,
+    OFFENDER_SLICE,
+    _casts,
+    arrow_schema,
+    conform,
+    exact_cast_allowed,
+    reject_null_keys,
+)
 from cascade.errors import RunError, TerminalError
 from cascade.records import RefusedRecord, as_json
 from cascade.spec import INGESTED_AT, AssetSpec
@@ -161,17 +169,14 @@ def _null_positions(column: pa.ChunkedArray) -> list[int]:
 
 def _uncastable_positions(column: pa.ChunkedArray, target: pa.DataType) -> list[int]:
     values = column.combine_chunks()
-    try:
-        values.cast(target, safe=True)
+    if _casts(values, target):
         return []
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    bad = []
-    for position in range(len(values)):
-        try:
-            values.slice(position, 1).cast(target, safe=True)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            bad.append(position)
+    bad: list[int] = []
+    for start in range(0, len(values), OFFENDER_SLICE):  # slices first, then rows within a failing slice
+        if _casts(values.slice(start, OFFENDER_SLICE), target):
+            continue
+        stop = min(start + OFFENDER_SLICE, len(values))
+        bad.extend(p for p in range(start, stop) if not _casts(values.slice(p, 1), target))
     return bad
 
 
