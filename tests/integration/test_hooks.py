@@ -148,7 +148,7 @@ def test_every_hook_is_documented_and_implemented_by_the_test_plugin() -> None:
     from cascade import hookspecs
 
     specs = {name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("cascade_")}
-    assert len(specs) == 8
+    assert len(specs) == 9
     for name in specs:
         doc = inspect.getdoc(getattr(hookspecs, name)) or ""
         assert "Called" in doc and ("Observing" in doc or "Shaping" in doc), name

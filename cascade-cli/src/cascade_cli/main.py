@@ -24,6 +24,7 @@ from cascade.logs import configure_logging
 from cascade.redaction import redact, redact_values, redacted_traceback
 from cascade_cli.maintain import maintain_command
 from cascade_cli.output import guard_standard_streams, print_table
+from cascade_cli.quarantine import quarantine_app
 from cascade_cli.schema import schema_app
 
 
@@ -48,6 +49,7 @@ app = typer.Typer(
     cls=CascadeGroup, help="Land data from APIs into Apache Iceberg tables.", no_args_is_help=True, add_completion=False
 )
 app.add_typer(schema_app, name="schema")
+app.add_typer(quarantine_app, name="quarantine")
 out = Console()
 err = Console(stderr=True)
 
@@ -160,11 +162,14 @@ def run_asset(
     date: Annotated[str, typer.Option("--date", "-d", help="Partition date, YYYY-MM-DD.", callback=parse_date)],
     branch: Annotated[str | None, typer.Option("--branch", "-b", help="Iceberg branch to write.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    audit: Annotated[
+        bool, typer.Option("--audit", help="Write-audit-publish: audit on a private branch, then publish.")
+    ] = False,
 ) -> None:
     """Ingest one partition of an asset."""
     try:
         cascade.discover()
-        result = cascade.run(asset, date, branch=branch)
+        result = cascade.run(asset, date, branch=branch, tags={"cascade/publish": "audit"} if audit else None)
     except CascadeError as error:
         fail(error)
     if as_json:

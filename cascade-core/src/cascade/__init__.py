@@ -11,6 +11,7 @@ from cascade.http import HttpPolicy, http_session, rest_api_source
 from cascade.ingestion import CascadeAsset, cascade_ingestion
 from cascade.merge import MergeOutcome, merge_into
 from cascade.registry import discover, registry
+from cascade.replay import replay
 from cascade.results import IngestionResult
 from cascade.runner import run
 from cascade.spec import INGESTED_AT, AssetSpec
@@ -32,6 +33,7 @@ __all__ = [
     "load_config",
     "merge_into",
     "registry",
+    "replay",
     "rest_api_source",
     "run",
 ]

@@ -16,6 +16,7 @@ import pluggy
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from pyiceberg.table import Table
 
     from cascade.config import CascadeConfig
     from cascade.context import RunContext
@@ -94,6 +95,25 @@ def cascade_before_commit(context: RunContext, plan: MergePlan) -> str | None:
     :param plan: rows to insert and update, files to replace.
     :return: ``None`` to allow the commit, or a reason string to veto it.
     Shaping: a veto or a failure aborts the run with nothing committed.
+    """
+
+
+@hookspec
+def cascade_audit(context: RunContext, table: Table, snapshot_id: int) -> str | None:
+    """Called under write-audit-publish with the run's committed, not yet published, snapshot.
+
+    The run merged onto a private audit branch; readers of the target branch do not see it
+    yet. Read the data as committed with ``table.scan(snapshot_id=snapshot_id)``. Every
+    implementation is called (this is not ``firstresult``), and the target is fast-forwarded
+    to the snapshot only when none returns a reason. Called again on a new snapshot if the
+    target moved during the audit and the run re-merged.
+
+    :param context: the run.
+    :param table: the pyiceberg table (do not commit to it).
+    :param snapshot_id: the audited snapshot, the head of the audit branch.
+    :return: ``None`` when the audit passes, or a reason string when it fails.
+    Shaping: a failure or a reason fails the run with the target branch untouched, and keeps
+    the audit branch for inspection until it is dropped.
     """
 
 

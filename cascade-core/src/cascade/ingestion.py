@@ -7,7 +7,8 @@ import functools
 import inspect
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from croniter import croniter
@@ -17,7 +18,16 @@ from pyiceberg.transforms import DayTransform, IdentityTransform
 from pyiceberg.types import DateType, TimestampType, TimestamptzType
 
 from cascade.errors import AssetDefinitionError
-from cascade.spec import DEFAULT_START_DATE, INGESTED_AT, MODES, AssetSpec
+from cascade.spec import (
+    DEFAULT_MAX_INVALID_FRACTION,
+    DEFAULT_START_DATE,
+    INGESTED_AT,
+    MODES,
+    ON_INVALID,
+    PUBLISH,
+    QUARANTINE_SUFFIX,
+    AssetSpec,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -69,6 +79,11 @@ def cascade_ingestion(
     start_date: str | dt.date | None = None,
     mode: str = "merge",
     partition_column: str | None = None,
+    on_invalid: str = "fail",
+    max_invalid_fraction: float = DEFAULT_MAX_INVALID_FRACTION,
+    quarantine_suffix: str = QUARANTINE_SUFFIX,
+    publish: str = "direct",
+    audits: Mapping[str, str] | None = None,
 ) -> Callable[[Callable[P, R]], CascadeAsset[P, R]]:
     """Declare an ingestion asset: the decorated function returns a dlt source or resource.
 
@@ -85,6 +100,13 @@ def cascade_ingestion(
     is read from ``partition_column`` (a date or timestamp column) or, when not given, from a day
     partition of ``partition_spec``. A resource declared ``write_disposition="replace"`` asks for
     the same at run time.
+
+    ``on_invalid="quarantine"`` keeps rows that fail a check or cannot be converted to their
+    column's type in the quarantine table ``<namespace>.<table_name><quarantine_suffix>`` and
+    merges the rest, unless more than ``max_invalid_fraction`` of the partition is invalid.
+    ``publish="audit"`` commits to a private audit branch, runs ``audits`` (name -> DuckDB SQL
+    returning one boolean, with ``batch`` and ``table`` in scope) and the ``cascade_audit`` hook
+    against that snapshot, and fast-forwards the target only when every audit passes.
 
     Every mistake raises :class:`AssetDefinitionError` naming the asset and the parameter.
     """
@@ -111,6 +133,11 @@ def cascade_ingestion(
             start_date=start_date,
             mode=mode,
             partition_column=partition_column,
+            on_invalid=on_invalid,
+            max_invalid_fraction=max_invalid_fraction,
+            quarantine_suffix=quarantine_suffix,
+            publish=publish,
+            audits=audits,
         )
         asset = CascadeAsset(fn, spec)
         register(asset)
@@ -139,6 +166,11 @@ def build_spec(
     start_date: str | dt.date | None,
     mode: str = "merge",
     partition_column: str | None = None,
+    on_invalid: str = "fail",
+    max_invalid_fraction: float = DEFAULT_MAX_INVALID_FRACTION,
+    quarantine_suffix: str = QUARANTINE_SUFFIX,
+    publish: str = "direct",
+    audits: Mapping[str, str] | None = None,
 ) -> AssetSpec:
     """Check every parameter and return the frozen spec; pure apart from inspecting ``fn``."""
     name = getattr(fn, "__name__", repr(fn))
@@ -179,6 +211,18 @@ def build_spec(
         raise fail("mode", f"must be one of {list(MODES)}, got {mode!r}")
     if mode == "replace_partition" and day_column is None:
         raise fail("mode", REPLACE_NEEDS_A_DAY)
+    if on_invalid not in ON_INVALID:
+        raise fail("on_invalid", f"must be one of {list(ON_INVALID)}, got {on_invalid!r}")
+    if not _is_number(max_invalid_fraction) or not 0 <= max_invalid_fraction <= 1:
+        raise fail("max_invalid_fraction", f"must be a number from 0 to 1, got {max_invalid_fraction!r}")
+    if not isinstance(quarantine_suffix, str) or not re.fullmatch(r"_[a-z0-9_]{0,63}", quarantine_suffix):
+        raise fail(
+            "quarantine_suffix",
+            f"must start with '_' and hold lower-case letters, digits and underscores, got {quarantine_suffix!r}",
+        )
+    if publish not in PUBLISH:
+        raise fail("publish", f"must be one of {list(PUBLISH)}, got {publish!r}")
+    checked_audits = _check_audits(audits, fail)
     return AssetSpec(
         name=name,
         table_name=table_name,
@@ -200,6 +244,11 @@ def build_spec(
         partition_column=day_column,
         description=inspect.getdoc(fn) or "",
         plugin=getattr(fn, "__module__", "") or "",
+        on_invalid=on_invalid,
+        max_invalid_fraction=float(max_invalid_fraction),
+        quarantine_suffix=quarantine_suffix,
+        publish=publish,
+        audits=checked_audits,
     )
 
 
@@ -303,6 +352,20 @@ def _check_freshness(freshness: object, fail: Fail) -> tuple[float, float] | Non
     if warn > fail_after:
         raise fail("freshness_hours", f"warn hours ({warn:g}) must not exceed fail hours ({fail_after:g})")
     return warn, fail_after
+
+
+def _check_audits(audits: object, fail: Fail) -> Mapping[str, str]:
+    """Audits are named SQL queries; a name is an identifier so it can label a check and an error."""
+    if audits is None:
+        return MappingProxyType({})
+    if not isinstance(audits, Mapping):
+        raise fail("audits", f"must be a mapping of audit name to SQL, got {type(audits).__name__}")
+    for name, sql in audits.items():
+        if not isinstance(name, str) or not IDENTIFIER.match(name):
+            raise fail("audits", f"audit name {name!r} must be lower-case letters, digits and underscores")
+        if not isinstance(sql, str) or not sql.strip():
+            raise fail("audits", f"audit {name!r} must be a non-empty SQL string, got {sql!r}")
+    return MappingProxyType(dict(audits))
 
 
 def _check_validation_schema(model: Any, fail: Fail) -> None:

@@ -21,6 +21,7 @@ from cascade.errors import CommitVetoedError, HookError, PluginLoadError
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from pyiceberg.table import Table
 
     from cascade.config import CascadeConfig
     from cascade.context import RunContext
@@ -155,6 +156,18 @@ class Hooks:
                 raise CommitVetoedError(
                     str(reason), plugin=plugin, asset=context.asset, partition=context.partition_date
                 )
+
+    def audit(self, context: RunContext, table: Table, snapshot_id: int) -> list[tuple[str, str]]:
+        """Every implementation's failing reason, as (plugin, reason); a raising audit aborts, naming it."""
+        failures = []
+        for plugin, function in self._impls("cascade_audit"):
+            try:
+                reason = function(context=context, table=table, snapshot_id=snapshot_id)
+            except Exception as error:
+                raise self._hook_error("cascade_audit", plugin, context, error) from error
+            if reason is not None:
+                failures.append((plugin, str(reason)))
+        return failures
 
     @staticmethod
     def _hook_error(hook: str, plugin: str, context: RunContext, error: BaseException) -> HookError:

@@ -260,11 +260,33 @@ class _Column:
         self.check = value_check(field_type)
 
 
-class RecordGuard:
-    """A dlt map step: number each record, check its values, carry non-finite floats beside it."""
+REFUSED = object()
+"""What a collecting guard maps a refused record to; :func:`guard_source` filters it out."""
 
-    def __init__(self, schema: Schema, keys: tuple[str, ...], where: str) -> None:
+
+@dataclass(frozen=True)
+class RefusedRecord:
+    """A source record a collecting guard kept out of the batch: as the source sent it, and why."""
+
+    record: str  # the record as JSON, every source field
+    key: str  # the record's unique key as JSON, by column name
+    column: str
+    reason: str
+
+
+class RecordGuard:
+    """A dlt map step: number each record, check its values, carry non-finite floats beside it.
+
+    By default a value its column cannot hold raises :class:`SchemaMismatchError`. Given a
+    ``refused`` list, the guard instead appends a :class:`RefusedRecord` to it and drops the
+    record from the batch (the ``on_invalid="quarantine"`` policy).
+    """
+
+    def __init__(
+        self, schema: Schema, keys: tuple[str, ...], where: str, refused: list[RefusedRecord] | None = None
+    ) -> None:
         self.where = where
+        self.refused = refused
         self.keys = keys
         self.columns = {f.name: _Column(f.name, f.field_type) for f in schema.fields}
         self.fields: dict[str, _Column | None] = {}  # source field -> its column (dlt's normalized name)
@@ -291,7 +313,12 @@ class RecordGuard:
             self.fields[field] = self.columns.get(normalized_name(field))  # None: conforming names it
         return self.fields[field]
 
-    def _record(self, item: Mapping[str, Any]) -> dict[str, Any]:
+    def _refusal(self, item: Mapping[str, Any], column: str, problem: str) -> RefusedRecord:
+        by_column = {(c.name if (c := self._column(k)) else k): v for k, v in item.items()}
+        key = {k: by_column.get(k) for k in self.keys}
+        return RefusedRecord(as_json(dict(item)), as_json(key), column, problem)
+
+    def _record(self, item: Mapping[str, Any]) -> Any:
         row = dict(item)
         nonfinite: dict[str, str] | None = None
         for field, value in item.items():
@@ -308,6 +335,9 @@ class RecordGuard:
                 continue
             else:
                 problem = column.check(value)
+                if problem is not None and self.refused is not None:
+                    self.refused.append(self._refusal(item, column.name, problem))
+                    return REFUSED
                 if problem is not None:
                     raise SchemaMismatchError(
                         f"{self.where}: column {column.name!r}, {self._record_name(item)}: {problem}"
@@ -334,7 +364,18 @@ def guard_source(source: Any, guard: RecordGuard, hints: dict[str, dict[str, Any
     for resource in _resources(source):
         resource.apply_hints(columns=hints)
         resource.add_map(guard)
+        if guard.refused is not None:
+            resource.add_filter(_not_refused)
     return source
+
+
+def _not_refused(item: Any) -> bool:
+    return item is not REFUSED
+
+
+def as_json(value: Any) -> str:
+    """JSON for a source record: values JSON lacks (datetimes, decimals, bytes) as their text."""
+    return json.dumps(value, default=str, ensure_ascii=False)
 
 
 def requested_dispositions(source: Any) -> set[str]:

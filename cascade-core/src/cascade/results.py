@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from cascade.audit import AuditOutcome
 from cascade.merge import MergeOutcome
+from cascade.quarantine import QuarantineSummary
 from cascade.redaction import redact_values
 from cascade.validation import ValidationReport
 
@@ -37,6 +39,12 @@ class IngestionResult:
     merge: MergeOutcome
     phase_seconds: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     rows_deleted: int = 0
+    quarantine: QuarantineSummary | None = None  # under on_invalid="quarantine": what was kept aside
+    audit: AuditOutcome | None = None  # under write-audit-publish: the audited snapshot and the audits
+
+    @property
+    def rows_quarantined(self) -> int:
+        return self.quarantine.rows_quarantined if self.quarantine else 0
 
     @property
     def duration_seconds(self) -> float:
@@ -65,5 +73,8 @@ class IngestionResult:
             "files_rewritten": self.merge.files_rewritten,
             "phase_seconds": {k: round(v, 4) for k, v in self.phase_seconds.items()},
             "duration_seconds": round(self.duration_seconds, 4),
+            "rows_quarantined": self.rows_quarantined,
+            "quarantine": self.quarantine.as_dict() if self.quarantine else None,
+            "audit": self.audit.as_dict() if self.audit else None,
         }
         return {key: redact_values(value) for key, value in values.items()}

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
 
+from cascade.audit import AuditOutcome, audit_branch_name, audit_with, wants_audit, write_audit_publish
 from cascade.catalog import (
     check_branch_name,
     describe_catalog,
@@ -60,7 +61,25 @@ from cascade.faults import crash_point
 from cascade.ingestion import REPLACE_NEEDS_A_DAY, CascadeAsset
 from cascade.merge import MergeOutcome, MergePlan, PartitionReplace, merge_into
 from cascade.plugins import hooks
-from cascade.records import BatchKeys, RecordGuard, batch_keys, column_hints, guard_source, requested_dispositions
+from cascade.quarantine import (
+    InvalidRow,
+    InvalidTally,
+    QuarantineRun,
+    QuarantineSummary,
+    check_fraction,
+    quarantine_identifier,
+    split_batch,
+    write_quarantine,
+)
+from cascade.records import (
+    BatchKeys,
+    RecordGuard,
+    RefusedRecord,
+    batch_keys,
+    column_hints,
+    guard_source,
+    requested_dispositions,
+)
 from cascade.redaction import redact
 from cascade.registry import registry
 from cascade.results import IngestionResult
@@ -193,15 +212,21 @@ def run(
 def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionResult:
     spec = resolved.asset.spec
     where = {"asset": spec.name, "table": resolved.identifier}
+    # quarantine (issue 18): the guard collects refused records instead of raising
+    refused: list[RefusedRecord] | None = [] if spec.on_invalid == "quarantine" else None
+    held: Held | None = None
+    audited: AuditOutcome | None = None  # write-audit-publish (issue 18)
+    audit = wants_audit(spec.publish, resolved.context.tags)
     try:
         with traced("extract", timings, **where):
             check_table(resolved)  # a breaking change to the asset fails here, before the source is called
-            pipeline, replacing = extract_source(resolved)
+            pipeline, replacing = extract_source(resolved, refused)
         crash_point("after-extract")
         check_deadline(resolved, "extract")
         with traced("stage", timings, **where) as span:
             staged = stage_batch(resolved, pipeline)
-            whole = staged.memory_bytes <= resolved.config.max_batch_bytes
+            # quarantine and write-audit-publish hold the day whole (not yet streamed)
+            whole = staged.memory_bytes <= resolved.config.max_batch_bytes or refused is not None or audit
             batch = hooks().after_extract(resolved.context, stamped(resolved, read_staged(staged))) if whole else None
             rows_out = batch.num_rows if batch is not None else staged.rows
             span.set_attributes({"cascade.rows_out": rows_out, "cascade.bytes_staged": staged.bytes_staged})
@@ -211,17 +236,28 @@ def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionRe
             report, outcome = validate_and_merge_in_chunks(resolved, staged, replacing, timings)
         else:
             with traced("validate", timings, rows_in=batch.num_rows, **where) as span:
-                rows, report = validate(resolved, batch)
+                if refused is None:
+                    rows, report = validate(resolved, batch)
+                else:  # quarantine (issue 18)
+                    rows, report, held = validate_quarantining(resolved, batch, refused)
+                    span.set_attributes(quarantine_attributes(held.summary))
                 span.set_attributes({"cascade.rows_out": rows.num_rows, "cascade.validation_passed": report.passed})
             crash_point("after-validate")
             check_deadline(resolved, "validate")
+            if held is not None:  # quarantine (issue 18): invalid rows are committed before the valid ones
+                commit_quarantine(resolved, held)
+                crash_point("after-quarantine")
             with traced("merge", timings, rows_in=rows.num_rows, **where) as span:
-                outcome = merge(resolved, rows, before_commit=veto(resolved), replacing=replacing)
+                if audit:  # write-audit-publish (issue 18)
+                    outcome, audited = merge_audited(resolved, rows, before_commit=veto(resolved), replacing=replacing)
+                else:
+                    outcome = merge(resolved, rows, before_commit=veto(resolved), replacing=replacing)
                 span.set_attributes(merge_attributes(outcome))
     finally:
         if not resolved.config.keep_staging:
             remove_pipeline(resolved.place)
-    return report_result(resolved, staged, rows_out, report, outcome, timings)
+    result = report_result(resolved, staged, rows_out, report, outcome, timings)
+    return dataclasses.replace(result, quarantine=held.summary if held else None, audit=audited)  # issue 18
 
 
 def veto(resolved: ResolvedRun) -> Callable[[MergePlan], None]:
@@ -375,10 +411,14 @@ def check_deadline(resolved: ResolvedRun, after: str) -> None:
         )
 
 
-def extract_source(resolved: ResolvedRun) -> tuple[Any, PartitionReplace | None]:
+def extract_source(
+    resolved: ResolvedRun, refused: list[RefusedRecord] | None = None
+) -> tuple[Any, PartitionReplace | None]:
     """Call the asset function and let dlt pull every record.
 
     Returns the dlt pipeline, and the partition to replace when the run replaces its partition.
+    Given ``refused``, a record with a value its column cannot hold is appended there and left
+    out of the batch instead of failing the run.
     """
     asset = resolved.asset
     kwargs = {"context": resolved.context} if asset.accepts_context else {}
@@ -386,7 +426,7 @@ def extract_source(resolved: ResolvedRun) -> tuple[Any, PartitionReplace | None]
         with running(resolved.context):
             source = asset.fn(resolved.partition, **kwargs)
             replacing = partition_replace(asset.spec, requested_dispositions(source), resolved.partition)
-            guard = RecordGuard(asset.spec.iceberg_schema, asset.spec.unique_key, where=resolved.where)
+            guard = RecordGuard(asset.spec.iceberg_schema, asset.spec.unique_key, where=resolved.where, refused=refused)
             source = guard_source(source, guard, column_hints(asset.spec.iceberg_schema))
             pipeline = make_pipeline(resolved.place, dataset=resolved.namespace)
             extract(pipeline, source)
@@ -489,6 +529,63 @@ def validate(resolved: ResolvedRun, staged: pa.Table) -> tuple[pa.Table, Validat
     return rows, report
 
 
+# --- issue 18: the quarantine policy's phase functions (the logic is in cascade.quarantine) -----------
+
+
+@dataclass(frozen=True)
+class Held:
+    """The rows a quarantining run keeps out of the table, and its counts over the whole partition."""
+
+    rows: tuple[InvalidRow, ...]
+    summary: QuarantineSummary
+
+
+def validate_quarantining(
+    resolved: ResolvedRun, staged: pa.Table, refused: list[RefusedRecord]
+) -> tuple[pa.Table, ValidationReport, Held]:
+    """Split off the invalid rows, validate the rest, and fail when too much of the partition is invalid."""
+    spec = resolved.asset.spec
+    rows, invalid = split_batch(staged, spec, where=resolved.where, refused=refused)
+    report = validate_batch(rows, spec.validation_schema if spec.validate else None)
+    hooks().after_validation(resolved.context, report)
+    raise_for_report(report, asset=spec.name, partition=resolved.partition)
+    tally = InvalidTally()
+    tally.add(rows.num_rows, invalid)
+    check_fraction(tally, spec, resolved.partition)
+    summary = tally.summary(f"{resolved.namespace}.{resolved.table_name}{spec.quarantine_suffix}")
+    if invalid:
+        log.warning(
+            "rows quarantined",
+            asset=spec.name,
+            partition=resolved.partition,
+            rows_quarantined=summary.rows_quarantined,
+            failed_checks=dict(summary.failed_checks),
+        )
+    return rows, report, Held(tuple(invalid), summary)
+
+
+def quarantine_attributes(summary: QuarantineSummary) -> dict[str, Any]:
+    return {
+        "cascade.rows_quarantined": summary.rows_quarantined,
+        "cascade.quarantine_table": summary.table,
+        "cascade.failed_checks": [check for check, _ in summary.failed_checks],
+    }
+
+
+def commit_quarantine(resolved: ResolvedRun, held: Held) -> None:
+    """Replace this partition's quarantined rows with this run's, before the valid rows are merged."""
+    spec = resolved.asset.spec
+    run = QuarantineRun(spec.name, resolved.partition, resolved.branch, resolved.run_id, resolved.ingested_at)
+    identifier = quarantine_identifier(spec, resolved.namespace, resolved.table_name)
+    with catalog_errors(resolved):
+        write_quarantine(
+            open_catalog(resolved.config), identifier, run, held.rows, attempts=resolved.config.commit_attempts
+        )
+
+
+# --- end of issue 18's quarantine functions ------------------------------------------------------------
+
+
 def merge(
     resolved: ResolvedRun,
     rows: pa.Table | Iterator[pa.Table],
@@ -507,6 +604,62 @@ def merge(
             check_rows_in_partition(rows, replacing, resolved.asset.spec.unique_key, resolved.where)
     with catalog_errors(resolved):
         return _merge(resolved, rows, before_commit, replacing, chunk_rows)
+
+
+# --- issue 18: write-audit-publish's merge (the logic is in cascade.audit) -----------------------------
+
+
+def merge_audited(
+    resolved: ResolvedRun,
+    rows: pa.Table,
+    before_commit: Callable[[MergePlan], None] | None = None,
+    replacing: PartitionReplace | None = None,
+) -> tuple[MergeOutcome, AuditOutcome | None]:
+    """Write-audit-publish: merge onto a private audit branch, audit its snapshot, fast-forward the target."""
+    if rows.num_rows == 0 and replacing is None:
+        return MergeOutcome.nothing(), None
+    if replacing is not None:
+        check_rows_in_partition(rows, replacing, resolved.asset.spec.unique_key, resolved.where)
+    spec = resolved.asset.spec
+    with catalog_errors(resolved):
+        catalog = open_catalog(resolved.config)
+        if replacing is not None and rows.num_rows == 0 and not catalog.table_exists(resolved.identifier):
+            return MergeOutcome.nothing(), None
+        table: Table = ensure_table(catalog, (resolved.namespace, resolved.table_name), spec)
+        table, _ = evolve_table(table, spec, where=resolved.where)
+
+        def merge_onto(current: Table, branch: str) -> MergeOutcome:
+            def commit_guard(plan: MergePlan) -> None:
+                check_deadline(resolved, "merge")
+                if before_commit is not None:
+                    before_commit(plan)
+
+            return merge_into(
+                current,
+                rows,
+                spec.unique_key,
+                branch=branch,
+                snapshot_properties=resolved.snapshot_properties,
+                stable_partitions=spec.stable_partitions,
+                max_attempts=resolved.config.commit_attempts,
+                before_commit=commit_guard,
+                replace=replacing,
+            )
+
+        hook = partial(hooks().audit, resolved.context)
+        return write_audit_publish(
+            table,
+            resolved.branch,
+            audit_branch_name(resolved.run_id),
+            merge_onto,
+            audit_with(spec.audits, rows, hook),
+            audits=tuple(spec.audits),
+            asset=spec.name,
+            partition=resolved.partition,
+        )
+
+
+# --- end of issue 18's write-audit-publish merge -------------------------------------------------------
 
 
 def check_table(resolved: ResolvedRun) -> None:

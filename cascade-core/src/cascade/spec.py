@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
@@ -17,6 +19,16 @@ METADATA_COLUMNS = frozenset({INGESTED_AT})
 """Columns that do not count when deciding whether a stored row changed."""
 
 DEFAULT_START_DATE = dt.date(2024, 1, 1)
+
+ON_INVALID = ("fail", "quarantine")
+"""``fail``: one invalid row fails the run. ``quarantine``: invalid rows go to the quarantine table,
+the valid ones are merged, unless more than ``max_invalid_fraction`` of the partition is invalid."""
+
+PUBLISH = ("direct", "audit")
+"""``direct``: merge into the branch. ``audit``: write-audit-publish through a private audit branch."""
+
+DEFAULT_MAX_INVALID_FRACTION = 0.05
+QUARANTINE_SUFFIX = "__quarantine"
 
 MODES = ("merge", "replace_partition")
 """``merge``: upsert on the key, keeping stored rows the batch lacks. ``replace_partition``: the
@@ -47,6 +59,16 @@ class AssetSpec:
     partition_column: str | None = None
     description: str = ""
     plugin: str = field(default="", compare=False)
+    on_invalid: str = "fail"
+    max_invalid_fraction: float = DEFAULT_MAX_INVALID_FRACTION
+    quarantine_suffix: str = QUARANTINE_SUFFIX
+    publish: str = "direct"
+    audits: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def quarantine_identifier(self) -> str:
+        """The quarantine table ``namespace.<table_name><quarantine_suffix>``."""
+        return f"{self.namespace}.{self.table_name}{self.quarantine_suffix}"
 
     @property
     def identifier(self) -> str:

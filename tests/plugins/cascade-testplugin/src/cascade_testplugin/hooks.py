@@ -64,3 +64,12 @@ def cascade_after_commit(context: Any, result: Any) -> None:
 @hookimpl
 def cascade_run_failed(context: Any, error: BaseException) -> None:
     _record("cascade_run_failed", error=type(error).__name__)
+
+
+AUDIT_REASON: str | None = None  # what cascade_audit returns (None: the audit passes)
+
+
+@hookimpl
+def cascade_audit(context: Any, table: Any, snapshot_id: int) -> str | None:
+    _record("cascade_audit", branch=context.branch, rows=table.scan(snapshot_id=snapshot_id).to_arrow().num_rows)
+    return AUDIT_REASON
