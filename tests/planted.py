@@ -35,7 +35,7 @@ SCHEMA = Schema(
     NestedField(2, "day", StringType(), required=False),
     NestedField(3, "v", LongType(), required=False),
 )
-TABLE = "lab.readings"
+TABLE = "lab.planted"
 WARN_HOURS, FAIL_HOURS = 0.02, 0.04  # 72 s and 144 s
 FRESH, LATE, OVERDUE = 5, 100, 200  # seconds after today's commit
 
@@ -64,7 +64,7 @@ class Planted:
 
 def make_asset(today: dt.date, failing: set[str]) -> cascade.CascadeAsset:  # type: ignore[type-arg]
     @cascade_ingestion(
-        table_name="readings",
+        table_name="planted",
         unique_key="id",
         iceberg_schema=SCHEMA,
         group="lab",
@@ -72,7 +72,7 @@ def make_asset(today: dt.date, failing: set[str]) -> cascade.CascadeAsset:  # ty
         freshness_hours=(WARN_HOURS, FAIL_HOURS),
         start_date=today - dt.timedelta(days=9),
     )
-    def readings(partition_date: str):  # type: ignore[no-untyped-def]
+    def planted(partition_date: str):  # type: ignore[no-untyped-def]
         """Three readings a day; each run of a day sends new values, so every run commits."""
         if partition_date in failing:
             raise UpstreamDownError(f"upstream down for {partition_date}")
@@ -80,12 +80,12 @@ def make_asset(today: dt.date, failing: set[str]) -> cascade.CascadeAsset:  # ty
         version = calls[partition_date]
         return dlt.resource(
             [{"id": f"{partition_date}/{n}", "day": partition_date, "v": n + version} for n in range(3)],
-            name="readings",
+            name="planted",
         )
 
     calls: dict[str, int] = {}
 
-    return readings
+    return planted
 
 
 @pytest.fixture

@@ -31,14 +31,14 @@ def expected_states(planted: Planted, recent: str) -> dict[str, str]:
 
 def test_committed_runs_are_the_last_run_of_each_partition(planted: Planted, config: CascadeConfig) -> None:
     table = open_catalog(config).load_table(TABLE)
-    runs = committed_runs(table, "readings")
+    runs = committed_runs(table, "planted")
     assert {p: r.run_id for p, r in runs.items()} == {p: r.run_id for p, r in planted.results.items()}
     assert {p: r.snapshot_id for p, r in runs.items()} == {p: r.snapshot_id for p, r in planted.results.items()}
     assert {r.rows_added for r in runs.values()} == {3}
-    failures = failed_runs(open_catalog(config), "readings")
+    failures = failed_runs(open_catalog(config), "planted")
     assert list(failures) == [planted.failed]
     assert failures[planted.failed].error == (
-        f"SourceError: asset 'readings', partition {planted.failed}: the source failed: "
+        f"SourceError: asset 'planted', partition {planted.failed}: the source failed: "
         f"UpstreamDownError: upstream down for {planted.failed}"
     )
 
