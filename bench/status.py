@@ -64,10 +64,10 @@ def define_asset(days: int) -> Any:
 def build(home: Path, days: int, gap_every: int, fail_every: int) -> tuple[int, int]:
     """The planted history; returns (days committed, days failed)."""
     import pyarrow as pa
+    from cascade_runlog.plugin import RUNS_SCHEMA, RUNS_TABLE
 
     from cascade import load_config
     from cascade.catalog import load_or_create_table, open_catalog
-    from cascade_runlog.plugin import RUNS_SCHEMA, RUNS_TABLE
 
     asset = define_asset(days)
     config = load_config()
@@ -170,7 +170,8 @@ def main() -> None:
         os.chdir(workdir)
         started = time.perf_counter()
         committed, failed = build(workdir, args.days, args.gap_every, args.fail_every)
-        print(f"built {args.days} days ({committed} committed, {failed} failed) in {time.perf_counter() - started:.0f} s")
+        seconds = time.perf_counter() - started
+        print(f"built {args.days} days ({committed} committed, {failed} failed) in {seconds:.0f} s")
         rows = []
         for label in ("full history", f"after expiry (last {args.retain_last} kept)"):
             if label.startswith("after"):
