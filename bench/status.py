@@ -1,7 +1,7 @@
 """Status benchmark: how long does ``cascade status`` take over a long history?
 
 Builds, on a fresh embedded catalog, a table with one committed snapshot per day for ``--days``
-days (each summary carrying Cascade's run properties, as ``cascade.run`` writes them), with every
+days (each summary carrying Cascade's run properties, as ``cascade.run`` writes them; see ``build``), with every
 ``--gap-every``-th day never run and every ``--fail-every``-th day failed in a run log
 (``cascade.runs``, one append per run, as the run-log plugin writes it). Then it measures:
 
@@ -35,6 +35,7 @@ os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 os.environ.setdefault("CASCADE_DISABLE_PLUGIN_AUTOLOAD", "1")  # only the benchmark's asset
 
 ASSET = "bench_readings"
+SUMMARIES: set[str] = set()  # what status said, printed once: the figures are of a correct answer
 
 
 def define_asset(days: int) -> Any:
@@ -62,9 +63,20 @@ def define_asset(days: int) -> Any:
 
 
 def build(home: Path, days: int, gap_every: int, fail_every: int) -> tuple[int, int]:
-    """The planted history; returns (days committed, days failed)."""
+    """The planted history; returns (days committed, days failed).
+
+    The first day is committed for real, last (so it reads as an old day's backfill); every
+    other day becomes a snapshot of its own, with Cascade's run properties and a time of the
+    next morning, all added in one metadata commit and sharing the first day's manifest list:
+    ``cascade status`` reads summaries, never manifests, and a thousand real commits would take
+    most of an hour on a shared machine measuring pyiceberg's commit cost (``bench/history.py``
+    covers that). The run log gets one parquet file per run, as the run-log plugin writes it.
+    """
     import pyarrow as pa
+    import pyarrow.parquet as pq
     from cascade_runlog.plugin import RUNS_SCHEMA, RUNS_TABLE
+    from pyiceberg.table.snapshots import Operation, Snapshot, Summary
+    from pyiceberg.table.update import AddSnapshotUpdate, AssertRefSnapshotId, SetSnapshotRefUpdate
 
     from cascade import load_config
     from cascade.catalog import load_or_create_table, open_catalog
@@ -74,44 +86,68 @@ def build(home: Path, days: int, gap_every: int, fail_every: int) -> tuple[int, 
     catalog = open_catalog(config)
     catalog.create_namespace_if_not_exists("bench")
     table = catalog.create_table("bench.readings", asset.spec.table_schema)
-    runs = load_or_create_table(catalog, RUNS_TABLE, RUNS_SCHEMA)
     first = asset.spec.start_date
-    committed = failed = 0
-    # Many snapshots per commit (one transaction per 10 days) build the same history much faster
-    # than one commit per day would; every run is still its own snapshot and its own run-log file.
-    for chunk in range(0, days, 10):
-        with table.transaction() as writes, runs.transaction() as logs:
-            for n in range(chunk, min(days, chunk + 10)):
-                day = (first + dt.timedelta(days=n)).isoformat()
-                run_id = f"run{n:05d}"
-                if gap_every and n % gap_every == gap_every - 1:
-                    continue
-                ok = not (fail_every and n % fail_every == fail_every - 2)
-                if ok:
-                    rows = pa.Table.from_pylist(
-                        [{"id": day, "v": 1, "_cascade_ingested_at": dt.datetime.now(dt.UTC)}],
-                        schema=table.schema().as_arrow(),
-                    )
-                    properties = {"cascade.run-id": run_id, "cascade.asset": ASSET, "cascade.partition": day}
-                    writes.append(rows, snapshot_properties={**properties, "cascade.branch": "main"})
-                    committed += 1
-                else:
-                    failed += 1
-                record = {
-                    "run_id": run_id,
-                    "asset": ASSET,
-                    "partition": day,
-                    "branch": "main",
-                    "status": "succeeded" if ok else "failed",
-                    "committed": ok,
-                    "error_class": None if ok else "SourceError",
-                    "error_message": None if ok else f"asset {ASSET!r}, partition {day}: HTTP 500",
-                    "finished_at": dt.datetime.now(dt.UTC),
-                }
-                logs.append(pa.Table.from_pylist([record], schema=runs.schema().as_arrow()))
-        if chunk % 100 == 90:
-            print(f"  built {chunk + 10} days", file=sys.stderr)
-    return committed, failed
+    now = dt.datetime.now(dt.UTC)
+    plan = []  # (day, run id, committed)
+    for n in range(days):
+        if gap_every and n % gap_every == gap_every - 1:
+            continue
+        plan.append(((first + dt.timedelta(days=n)).isoformat(), f"run{n:05d}", n % fail_every != fail_every - 2))
+
+    def properties(day: str, run_id: str) -> dict[str, str]:
+        return {"cascade.run-id": run_id, "cascade.asset": ASSET, "cascade.partition": day, "cascade.branch": "main"}
+
+    root_day, root_run, _ = plan[0]
+    row = [{"id": root_day, "v": 1, "_cascade_ingested_at": now}]
+    table.append(
+        pa.Table.from_pylist(row, schema=table.schema().as_arrow()), snapshot_properties=properties(*plan[0][:2])
+    )
+    root = table.current_snapshot()
+    assert root is not None and root.sequence_number is not None
+    parent, sequence, updates = root.snapshot_id, root.sequence_number, []
+    for day, run_id, ok in plan[1:]:
+        if not ok:
+            continue
+        sequence += 1
+        at = min(dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC) + dt.timedelta(days=1, hours=6, minutes=5), now)
+        snapshot = Snapshot(  # type: ignore[call-arg]
+            snapshot_id=table.metadata.new_snapshot_id(),
+            parent_snapshot_id=parent,
+            sequence_number=sequence,
+            timestamp_ms=int(at.timestamp() * 1000) - 60_000,
+            manifest_list=root.manifest_list,
+            summary=Summary(Operation.APPEND, **{"added-records": "1", **properties(day, run_id)}),
+            schema_id=table.metadata.current_schema_id,
+        )
+        updates.append(AddSnapshotUpdate(snapshot=snapshot))
+        parent = snapshot.snapshot_id
+    updates.append(SetSnapshotRefUpdate(snapshot_id=parent, ref_name="main", type="branch"))  # type: ignore[call-arg]
+    table._do_commit(
+        updates=tuple(updates), requirements=(AssertRefSnapshotId(snapshot_id=root.snapshot_id, ref="main"),)
+    )  # type: ignore[call-arg]
+
+    runs = load_or_create_table(catalog, RUNS_TABLE, RUNS_SCHEMA)
+    plain = pa.schema([pa.field(f.name, f.type) for f in runs.schema().as_arrow()])  # add_files wants no field ids
+    folder = home / "runlog-files"
+    folder.mkdir()
+    paths = []
+    for number, (day, run_id, ok) in enumerate(plan):
+        record = {
+            "run_id": run_id,
+            "asset": ASSET,
+            "partition": day,
+            "branch": "main",
+            "status": "succeeded" if ok else "failed",
+            "committed": ok,
+            "error_class": None if ok else "SourceError",
+            "error_message": None if ok else f"asset {ASSET!r}, partition {day}: HTTP 500",
+            "finished_at": now - dt.timedelta(days=len(plan) - number),
+        }
+        path = folder / f"{number:05d}.parquet"
+        pq.write_table(pa.Table.from_pylist([record], schema=plain), path)
+        paths.append(str(path))
+    runs.add_files(paths)
+    return sum(ok for _, _, ok in plan), sum(not ok for _, _, ok in plan)
 
 
 def in_process(days: int) -> float:
@@ -128,6 +164,7 @@ def in_process(days: int) -> float:
         print_status(console, status, weeks=26)
     elapsed = time.perf_counter() - started
     assert len(statuses[0].days) == days
+    SUMMARIES.add(statuses[0].summary().split(", last run")[0])
     return elapsed
 
 
@@ -189,6 +226,7 @@ def main() -> None:
     for label, inside_s, whole_s in rows:
         print(f"{label:<34} {inside_s:>22.3f} {whole_s:>19.3f}")
     print(f"{'(a process importing cascade_cli)':<34} {'':>22} {imports:>19.3f}")
+    print("status said: " + " | ".join(sorted(SUMMARIES)))
 
 
 if __name__ == "__main__":
