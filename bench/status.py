@@ -98,10 +98,8 @@ def build(home: Path, days: int, gap_every: int, fail_every: int) -> tuple[int, 
         return {"cascade.run-id": run_id, "cascade.asset": ASSET, "cascade.partition": day, "cascade.branch": "main"}
 
     root_day, root_run, _ = plan[0]
-    row = [{"id": root_day, "v": 1, "_cascade_ingested_at": now}]
-    table.append(
-        pa.Table.from_pylist(row, schema=table.schema().as_arrow()), snapshot_properties=properties(*plan[0][:2])
-    )
+    row = pa.Table.from_pylist([{"id": root_day, "v": 1, "_cascade_ingested_at": now}], schema=table.schema().as_arrow())
+    table.append(row, snapshot_properties=properties(root_day, root_run))
     root = table.current_snapshot()
     assert root is not None and root.sequence_number is not None
     parent, sequence, updates = root.snapshot_id, root.sequence_number, []
@@ -122,9 +120,8 @@ def build(home: Path, days: int, gap_every: int, fail_every: int) -> tuple[int, 
         updates.append(AddSnapshotUpdate(snapshot=snapshot))
         parent = snapshot.snapshot_id
     updates.append(SetSnapshotRefUpdate(snapshot_id=parent, ref_name="main", type="branch"))  # type: ignore[call-arg]
-    table._do_commit(
-        updates=tuple(updates), requirements=(AssertRefSnapshotId(snapshot_id=root.snapshot_id, ref="main"),)
-    )  # type: ignore[call-arg]
+    guard = AssertRefSnapshotId(snapshot_id=root.snapshot_id, ref="main")  # type: ignore[call-arg]
+    table._do_commit(updates=tuple(updates), requirements=(guard,))
 
     runs = load_or_create_table(catalog, RUNS_TABLE, RUNS_SCHEMA)
     plain = pa.schema([pa.field(f.name, f.type) for f in runs.schema().as_arrow()])  # add_files wants no field ids
