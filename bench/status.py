@@ -98,7 +98,8 @@ def build(home: Path, days: int, gap_every: int, fail_every: int) -> tuple[int, 
         return {"cascade.run-id": run_id, "cascade.asset": ASSET, "cascade.partition": day, "cascade.branch": "main"}
 
     root_day, root_run, _ = plan[0]
-    row = pa.Table.from_pylist([{"id": root_day, "v": 1, "_cascade_ingested_at": now}], schema=table.schema().as_arrow())
+    first_row = {"id": root_day, "v": 1, "_cascade_ingested_at": now}
+    row = pa.Table.from_pylist([first_row], schema=table.schema().as_arrow())
     table.append(row, snapshot_properties=properties(root_day, root_run))
     root = table.current_snapshot()
     assert root is not None and root.sequence_number is not None
