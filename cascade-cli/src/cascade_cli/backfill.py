@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import cascade
 from cascade import CascadeAsset, CascadeConfig, IngestionResult
 from cascade.catalog import open_catalog, table_identifier
+from cascade.coverage import State, parse_since, table_status
 from cascade.errors import CascadeError
 from cascade.redaction import redact
 from cascade.tables import ingested_partitions
@@ -70,6 +71,29 @@ def already_ingested(asset: CascadeAsset[Any, Any], branch: str, config: Cascade
     if branch not in table.metadata.refs:
         return set()
     return ingested_partitions(table, asset.spec.name, branch)
+
+
+def status_plan(
+    asset: CascadeAsset[Any, Any],
+    config: CascadeConfig,
+    *,
+    branch: str,
+    since: str | None,
+    missing: bool,
+    failed: bool,
+    now: dt.datetime | None = None,
+) -> list[str]:
+    """The partitions ``cascade status`` shows as missing and/or failed, oldest first."""
+    now = now or dt.datetime.now(dt.UTC)
+    first = parse_since(since, now.date()) if since else None
+    identifier = ".".join(table_identifier(asset.spec, config))
+    status = table_status(open_catalog(config), asset.spec, identifier, branch=branch, now=now, since=first)
+    states: list[State] = []
+    if missing:
+        states.append("missing")
+    if failed:
+        states.append("failed")
+    return list(status.partitions(*states))
 
 
 def backfill(

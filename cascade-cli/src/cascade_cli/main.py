@@ -26,6 +26,7 @@ from cascade_cli.maintain import maintain_command
 from cascade_cli.output import guard_standard_streams, print_table
 from cascade_cli.quarantine import quarantine_app
 from cascade_cli.schema import schema_app
+from cascade_cli.status import status_command
 
 
 class CascadeGroup(typer.core.TyperGroup):
@@ -194,29 +195,55 @@ def parse_optional_date(value: str | None) -> str | None:
 @app.command("backfill")
 def backfill_command(
     asset: Annotated[str, typer.Argument(help="Asset name or namespace.table.")],
-    start: Annotated[str, typer.Option("--start", help="First partition, YYYY-MM-DD.", callback=parse_date)],
-    end: Annotated[str, typer.Option("--end", help="Last partition (inclusive), YYYY-MM-DD.", callback=parse_date)],
+    start: Annotated[
+        str | None, typer.Option("--start", help="First partition, YYYY-MM-DD.", callback=parse_optional_date)
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option("--end", help="Last partition (inclusive), YYYY-MM-DD.", callback=parse_optional_date),
+    ] = None,
     workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=32, help="Partitions at a time.")] = 1,
     branch: Annotated[str | None, typer.Option("--branch", "-b", help="Iceberg branch to write.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Re-run partitions already ingested.")] = False,
+    missing: Annotated[bool, typer.Option("--missing", help="Run exactly the partitions never committed.")] = False,
+    failed: Annotated[bool, typer.Option("--failed", help="Run the partitions whose last run failed.")] = False,
+    since: Annotated[
+        str | None, typer.Option("--since", help="With --missing/--failed: first day, 90d or YYYY-MM-DD.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Ingest every partition from --start to --end, resuming where earlier backfills stopped."""
-    from cascade_cli.backfill import backfill, date_range
+    """Ingest every partition from --start to --end, resuming where earlier backfills stopped.
 
-    if end < start:
+    With --missing and/or --failed, ingest exactly the gaps and/or the failed days that
+    ``cascade status`` shows, from --since (or the asset's start_date) to today.
+    """
+    from cascade_cli.backfill import backfill, date_range, status_plan
+
+    selecting = missing or failed
+    if not selecting and (start is None or end is None):
+        raise typer.BadParameter("give --start and --end, or --missing and/or --failed", param_hint="--start")
+    if selecting and (start is not None or end is not None):
+        raise typer.BadParameter("--missing/--failed take --since, not --start/--end", param_hint="--start")
+    if since is not None and not selecting:
+        raise typer.BadParameter("--since goes with --missing or --failed", param_hint="--since")
+    if start is not None and end is not None and end < start:
         raise typer.BadParameter(f"--end {end} is before --start {start}", param_hint="--end")
     try:
         cascade.discover()
         chosen = cascade.registry().get(asset)
         config = cascade.load_config()
         target = check_branch_name(branch or config.branch or "main")
+        if selecting:
+            partitions = status_plan(chosen, config, branch=target, since=since, missing=missing, failed=failed)
+        else:
+            assert start is not None and end is not None
+            partitions = date_range(dt.date.fromisoformat(start), dt.date.fromisoformat(end))
         report = backfill(
             chosen,
-            date_range(dt.date.fromisoformat(start), dt.date.fromisoformat(end)),
+            partitions,
             workers=workers,
             branch=target,
-            force=force,
+            force=force or selecting,  # the plan is exact: a failed day may hold an older commit
             config=config,
             console=err,
             show_progress=not as_json,
@@ -463,6 +490,7 @@ def branch_publish(
 
 
 app.command("maintain")(maintain_command)
+app.command("status")(status_command)
 
 
 @app.command("doctor")

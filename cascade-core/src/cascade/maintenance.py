@@ -12,7 +12,8 @@ Every step is safe against concurrent ``cascade run`` / ``merge_into`` on the sa
   branch's snapshots back to main's head when it forked from there (publish needs that). In the same
   commit it records, per kept snapshot whose parent it removes, which partitions each asset
   committed below it (:func:`cascade.tables.ingested_partitions` reads that ledger), so backfill
-  resume survives expiry. ``cascade history`` shows only the snapshots kept;
+  resume survives expiry, and the recent partitions' last runs (:mod:`cascade.coverage`), so
+  ``cascade status`` does too. ``cascade history`` shows only the snapshots kept;
 - *orphan removal* lists the files under the table's location first, then reads the metadata:
   a file is removed only if nothing in the metadata (any snapshot of any ref, manifests,
   manifest lists, metadata files, statistics) references it and it is older than the safety
@@ -59,6 +60,7 @@ from pyiceberg.table.update import (
 from pyiceberg.table.update.snapshot import ExpireSnapshots
 
 from cascade.catalog import writer_lock
+from cascade.coverage import encode_runs, lineage_runs, runs_property
 from cascade.errors import SchemaMismatchError, TerminalError, TransientError
 from cascade.maintenance_policy import MaintenancePolicy
 from cascade.merge import COMMIT_ID, MergePlan, _find_commit, _pause_after_conflict, commit_plan
@@ -156,6 +158,7 @@ class ExpiryPlan:
     expired: tuple[int, ...]
     kept: int
     coverage: dict[str, str] = field(default_factory=dict)
+    runs: dict[str, str] = field(default_factory=dict)  # the recent runs' time, run id, rows (cascade.coverage)
     dropped_coverage: tuple[str, ...] = ()
     refs: dict[str, int] = field(default_factory=dict)
 
@@ -300,20 +303,26 @@ def plan_expiry(table: Table, *, cutoff_ms: int, retain_last: int) -> ExpiryPlan
             if main is not None and name != MAIN_BRANCH:
                 keep |= set(_path_down_to(lineage, main.snapshot_id))
     expired = {s.snapshot_id for s in metadata.snapshots if s.timestamp_ms < cutoff_ms and s.snapshot_id not in keep}
-    coverage = {}
+    coverage, runs = {}, {}
     for snapshot in metadata.snapshots:
         if snapshot.snapshot_id in expired or snapshot.parent_snapshot_id not in expired:
             continue
         below = lineage_coverage(table, by_id.get(snapshot.parent_snapshot_id), by_id)
         if below:
             coverage[coverage_property(snapshot.snapshot_id)] = encode_coverage(below)
+        if recent := lineage_runs(table, by_id.get(snapshot.parent_snapshot_id), by_id):
+            runs[runs_property(snapshot.snapshot_id)] = encode_runs(recent)
     dropped = tuple(
-        name for snapshot_id in sorted(expired) if (name := coverage_property(snapshot_id)) in metadata.properties
+        name
+        for snapshot_id in sorted(expired)
+        for name in (coverage_property(snapshot_id), runs_property(snapshot_id))
+        if name in metadata.properties
     )
     return ExpiryPlan(
         expired=tuple(sorted(expired)),
         kept=len(metadata.snapshots) - len(expired),
         coverage=coverage,
+        runs=runs,
         dropped_coverage=dropped,
         refs={name: ref.snapshot_id for name, ref in metadata.refs.items()},
     )
@@ -322,8 +331,8 @@ def plan_expiry(table: Table, *, cutoff_ms: int, retain_last: int) -> ExpiryPlan
 def commit_expiry(table: Table, plan: ExpiryPlan) -> None:
     """Remove the plan's snapshots and write its coverage in one commit, if no ref moved meanwhile."""
     transaction = table.transaction()
-    if plan.coverage:
-        transaction.set_properties(plan.coverage)
+    if plan.coverage or plan.runs:
+        transaction.set_properties({**plan.coverage, **plan.runs})
     if plan.dropped_coverage:
         transaction.remove_properties(*plan.dropped_coverage)
     ExpireSnapshots(transaction).by_ids(list(plan.expired)).commit()  # refuses a ref head

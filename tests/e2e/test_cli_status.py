@@ -1,0 +1,194 @@
+"""``cascade status`` and ``cascade backfill --missing/--failed`` on the planted history (``tests/planted.py``).
+
+In process with typer's ``CliRunner`` (plain characters: not a terminal), and once in a pty
+(colour and box glyphs), judged at a fixed ``--now`` relative to today's commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import structlog
+from typer.testing import CliRunner
+
+from cascade import CascadeConfig
+from cascade.catalog import open_catalog
+from cascade.registry import Registry
+from cascade_cli.main import app
+from tests.planted import FRESH, LATE, OVERDUE, TABLE, Planted, plant, runlog
+
+__all__ = ["runlog"]
+
+
+@pytest.fixture
+def planted(tmp_path: Path, config: CascadeConfig, registry: Registry, runlog: None, monkeypatch) -> Planted:
+    (tmp_path / "cascade.toml").write_text('[cascade]\nhome = "cascade"\n')
+    monkeypatch.chdir(tmp_path)
+    return plant(config)
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    structlog.reset_defaults()
+    result = CliRunner().invoke(app, list(args))
+    structlog.reset_defaults()
+    return result.exit_code, result.stdout, result.stderr
+
+
+def status_json(planted: Planted, seconds: int, *extra: str) -> tuple[int, dict]:
+    code, stdout, stderr = invoke("status", "planted", "--now", planted.at(seconds).isoformat(), "--json", *extra)
+    assert code in (0, 1), stderr
+    return code, json.loads(stdout)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "code", "level", "recent"),
+    [(FRESH, 0, "fresh", "committed"), (LATE, 0, "warn", "late"), (OVERDUE, 1, "fail", "late")],
+    ids=["fresh", "late", "overdue"],
+)
+def test_status_json_and_exit_code(planted: Planted, seconds: int, code: int, level: str, recent: str) -> None:
+    exit_code, document = status_json(planted, seconds)
+    assert exit_code == code
+    assert document["fresh"] is (code == 0)
+    (status,) = document["assets"]
+    assert (status["asset"], status["table"], status["branch"]) == ("planted", TABLE, "main")
+    states = {planted.day(offset): "committed" for offset in range(-9, 1)}
+    states |= {planted.gap: "missing", planted.failed: "failed", planted.day(-1): recent, planted.day(0): recent}
+    assert {d["partition"]: d["state"] for d in status["days"]} == states
+    assert (status["missing"], status["failed"]) == ([planted.gap], [planted.failed])
+    assert status["freshness"]["level"] == level
+    assert status["freshness"]["newest_partition"] == planted.day(0)
+    assert status["last_run"]["run_id"] == planted.results[planted.backfilled].run_id
+    for day in status["days"]:
+        if day["state"] in ("committed", "late"):
+            assert day["committed"]["run_id"] == planted.results[day["partition"]].run_id
+            assert day["committed"]["rows_added"] == 3
+    [failed] = [d for d in status["days"] if d["state"] == "failed"]
+    assert failed["failure"]["error"].startswith(f"SourceError: asset 'planted', partition {planted.failed}")
+    assert status["summary"].startswith("8 of 10 days, 1 missing, 1 failed, last run ")
+
+
+def test_since_and_branch(planted: Planted) -> None:
+    _, document = status_json(planted, FRESH, "--since", "3d")
+    assert [d["partition"] for d in document["assets"][0]["days"]] == [planted.day(n) for n in (-2, -1, 0)]
+    code, document = status_json(planted, FRESH, "--branch", "review")
+    assert code == 1  # nothing was ever committed on that branch
+    assert document["assets"][0]["missing"] == [planted.day(n) for n in range(-9, 1)]  # the failure was on main
+
+
+def test_calendar_in_a_pipe_is_plain_text(planted: Planted) -> None:
+    code, stdout, _ = invoke("status", "planted", "--now", planted.at(LATE).isoformat(), "--weeks", "3")
+    assert code == 0
+    assert "\x1b[" not in stdout and "■" not in stdout
+    lines = stdout.splitlines()
+    assert lines[0] == f"planted  {TABLE} @ main"
+    rows = {line[:3]: line[4:] for line in lines[2:9]}
+    assert list(rows) == ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    cells = {}
+    for weekday, row in enumerate(rows.values()):
+        for week, cell in enumerate(row[::2]):
+            cells[(week, weekday)] = cell
+    monday = planted.today.toordinal() - planted.today.weekday() - 14
+    expected = {}
+    for week in range(3):
+        for weekday in range(7):
+            day = monday + 7 * week + weekday
+            offset = day - planted.today.toordinal()
+            if offset > 0:
+                expected[(week, weekday)] = "-"
+            elif offset < -9:
+                expected[(week, weekday)] = " "
+            else:
+                expected[(week, weekday)] = {planted.gap: ".", planted.failed: "x"}.get(
+                    planted.day(offset), "+" if offset >= -1 else "#"
+                )
+    assert {k: cells.get(k, " ") for k in expected} == expected
+    assert lines[9] == "    # committed  + late  x failed  . missing  - future"
+    assert lines[10] == (
+        "8 of 10 days, 1 missing, 1 failed, last run 2 min ago, "  # the backfill, seconds after today's run
+        f"late: newest partition {planted.day(0)} committed 2 min ago (warn after 0.02 h)"
+    )
+
+
+def test_calendar_in_a_terminal_has_colour(planted: Planted, tmp_path: Path) -> None:
+    script = (
+        "import datetime as dt, sys\n"
+        "from tests.planted import make_asset\n"
+        f"make_asset(dt.date.fromisoformat({planted.today.isoformat()!r}), set())\n"
+        "from cascade_cli.main import main\n"
+        f"sys.argv = ['cascade', 'status', 'planted', '--weeks', '3', '--now', {planted.at(OVERDUE).isoformat()!r}]\n"
+        "main()\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+        "CASCADE_BLOCKED_PLUGINS": "cascade-testplugin-broken,cascade-runlog",
+        "TERM": "xterm-256color",
+        "COLUMNS": "120",
+    }
+    env.pop("NO_COLOR", None)
+    main, child = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, stdin=child, stdout=child, stderr=child
+    )
+    os.close(child)
+    screen = b""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main], [], [], 1)
+        if ready:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            screen += chunk
+        elif process.poll() is not None:
+            break
+    process.wait(timeout=30)
+    os.close(main)
+    text = screen.decode(errors="replace")
+    assert process.returncode == 1, text[-2000:]  # overdue: past the fail window
+    assert "\x1b[" in text  # colour
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert "\x1b[32m■" in text and "\x1b[33m■" in text and "\x1b[1;31m■" in text  # committed, late, failed
+    assert "    ■ committed  ■ late  ■ failed  □ missing  · future" in plain
+    assert f"overdue: newest partition {planted.day(0)} committed 3 min ago (fail after 0.04 h)" in plain
+
+
+def test_backfill_missing_runs_exactly_the_gaps(planted: Planted, config: CascadeConfig) -> None:
+    code, stdout, stderr = invoke("backfill", "planted", "--missing", "--json")
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    assert (report["planned"], report["succeeded"], report["failed"]) == ([planted.gap], [planted.gap], {})
+    table = open_catalog(config).load_table(TABLE)
+    assert table.current_snapshot().summary["cascade.partition"] == planted.gap
+
+
+def test_backfill_failed_reruns_the_failed_days(planted: Planted, config: CascadeConfig) -> None:
+    code, stdout, _ = invoke("backfill", "planted", "--failed", "--since", "30d", "--json")
+    # The planted source still fails that day: the plan is exactly it, and it fails again.
+    assert code == 1
+    report = json.loads(stdout)
+    assert (report["planned"], report["succeeded"], list(report["failed"])) == ([planted.failed], [], [planted.failed])
+
+
+def test_backfill_missing_and_failed_together_and_dry_plan(planted: Planted) -> None:
+    code, stdout, stderr = invoke("backfill", "planted", "--missing", "--failed", "--since", "3d", "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["planned"] == []  # the last three days are all committed
+
+
+def test_backfill_needs_a_range_or_a_selection(planted: Planted) -> None:
+    code, _, stderr = invoke("backfill", "planted")
+    assert code == 2
+    assert "--start and --end" in stderr
