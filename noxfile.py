@@ -150,4 +150,5 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/e2e.py", "--smoke")
     session.run("python", "bench/backfill.py", "--days", "3")
     session.run("python", "bench/history.py", "--smoke")
+    session.run("python", "bench/status.py", "--days", "30", "--repeat", "1")
     session.run("python", "bench/concurrency.py", "--writers", "1", "2", "--batches", "2")  # needs .ci/postgres

@@ -31,6 +31,7 @@ from pyiceberg.table import Table
 from pyiceberg.table.refs import MAIN_BRANCH
 from pyiceberg.table.snapshots import Snapshot
 
+from cascade.errors import ConfigurationError
 from cascade.spec import AssetSpec
 from cascade.tables import recorded_coverage
 
@@ -168,7 +169,11 @@ def expected_partition(cron: str | None, now: dt.datetime) -> tuple[dt.date, dt.
 
 
 def day_state(day: dt.date, committed: CommittedRun | None, failure: FailedRun | None, *, today: dt.date) -> State:
-    """A day's state before lateness: future, failed (a failure later than its last commit), committed or missing."""
+    """A day's state before lateness: future, failed (a failure later than its last commit), committed or missing.
+
+    A commit known only from the coverage ledger has no time; a recorded failure of that day
+    counts as later, since the ledger holds only commits older than the oldest kept snapshot.
+    """
     if day > today:
         return "future"
     if failure is not None and (
@@ -288,8 +293,6 @@ def parse_since(value: str, today: dt.date) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         pass
-    from cascade.errors import ConfigurationError
-
     raise ConfigurationError(f"--since {value!r}: expected days (90d), weeks (12w) or a date (YYYY-MM-DD)")
 
 
