@@ -16,6 +16,7 @@ from cascade.coverage import (
     encode_runs,
     expected_partition,
     judge_freshness,
+    latest_failures,
     parse_since,
 )
 from cascade.errors import ConfigurationError
@@ -185,3 +186,15 @@ def test_ledger_keeps_the_newest_partitions_and_the_latest_commit() -> None:
     assert sorted(decoded) == ["2026-11-02", "2026-11-23", "2026-11-24", "2026-11-25"]
     assert decoded["2026-11-02"] == runs["2026-11-02"]
     assert decoded["2026-11-25"] == runs["2026-11-25"]
+
+
+def test_a_later_run_that_changed_nothing_clears_a_failure() -> None:
+    rows = [
+        {"partition": "2026-11-10", "status": "failed", "finished_at": at(11, 6), "run_id": "a",
+         "error_class": "SourceError", "error_message": "HTTP 500\nmore"},
+        {"partition": "2026-11-10", "status": "succeeded", "finished_at": at(11, 7), "run_id": "b"},
+        {"partition": "2026-11-12", "status": "succeeded", "finished_at": at(13, 6), "run_id": "c"},
+        {"partition": "2026-11-12", "status": "failed", "finished_at": at(13, 7), "run_id": "d",
+         "error_class": "SourceError", "error_message": "HTTP 502"},
+    ]  # fmt: skip
+    assert latest_failures(rows) == {"2026-11-12": FailedRun("2026-11-12", at(13, 7), "d", "SourceError: HTTP 502")}

@@ -377,24 +377,30 @@ def decode_runs(value: str) -> dict[str, dict[str, CommittedRun]]:
 def failed_runs(
     catalog: Catalog, asset: str, branch: str = MAIN_BRANCH, since: dt.date | None = None
 ) -> dict[str, FailedRun]:
-    """The last failure of each partition of ``asset`` on ``branch`` in the run log; empty without one.
+    """Per partition of ``asset`` on ``branch``, its failure when that is the last run the log records
+    without a commit; empty without a run log.
 
-    Only failed rows are read: the run log's data files carry per-column bounds, so files of
-    successful runs are skipped without being opened.
+    Runs that committed are in the table's snapshots; only the rows of runs that did not commit
+    are read (failures, and successes that changed nothing, which clear an earlier failure). The
+    run log's data files carry per-column bounds, so files of committed runs are never opened.
     """
     if not catalog.table_exists(RUNS_TABLE):
         return {}
     runs = catalog.load_table(RUNS_TABLE)
-    row_filter: BooleanExpression = And(_equal("asset", asset), _equal("branch", branch), _equal("status", "failed"))
+    row_filter: BooleanExpression = And(
+        _equal("asset", asset),
+        _equal("branch", branch),
+        EqualTo("committed", False),  # type: ignore[call-arg,arg-type]
+    )
     if since is not None:
         row_filter = And(row_filter, _at_least("partition", since.isoformat()))
-    columns = ("partition", "finished_at", "run_id", "error_class", "error_message")
+    columns = ("partition", "status", "finished_at", "run_id", "error_class", "error_message")
     rows = runs.scan(row_filter=row_filter, selected_fields=columns).to_arrow().to_pylist()
     return latest_failures(rows)
 
 
 # pyiceberg's predicates take (term, literal) positionally; mypy reads their pydantic fields instead.
-def _equal(column: str, value: str) -> BooleanExpression:
+def _equal(column: str, value: str | bool) -> BooleanExpression:
     return EqualTo(column, value)  # type: ignore[call-arg,arg-type]
 
 
@@ -403,18 +409,21 @@ def _at_least(column: str, value: str) -> BooleanExpression:
 
 
 def latest_failures(rows: Iterable[Mapping[str, Any]]) -> dict[str, FailedRun]:
-    """The newest failure per partition among run-log rows (``partition``, ``finished_at``, ...)."""
-    found: dict[str, FailedRun] = {}
+    """Per partition, its newest run-log row when that row is a failure (``status == "failed"``)."""
+    newest: dict[str, tuple[dt.datetime, Mapping[str, Any]]] = {}
     for row in rows:
         at = row["finished_at"]
         if row["partition"] is None or at is None:
             continue
         at = at if at.tzinfo else at.replace(tzinfo=dt.UTC)
-        current = found.get(row["partition"])
-        if current is None or at > current.failed_at:
+        if row["partition"] not in newest or at > newest[row["partition"]][0]:
+            newest[row["partition"]] = (at, row)
+    found: dict[str, FailedRun] = {}
+    for partition, (at, row) in newest.items():
+        if row.get("status", "failed") == "failed":
             message = (row.get("error_message") or "").splitlines()
             error = f"{row.get('error_class') or 'Error'}: {message[0] if message else ''}".rstrip(": ")
-            found[row["partition"]] = FailedRun(row["partition"], at, row.get("run_id"), error)
+            found[partition] = FailedRun(partition, at, row.get("run_id"), error)
     return found
 
 
