@@ -24,7 +24,6 @@ from cascade.redaction import redact
 from cascade.snapshots import METADATA_PROPERTIES
 from cascade.spec import AssetSpec
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 BRANCH_NAME_MAX = 128
 OPEN_ATTEMPTS = 4
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
@@ -37,7 +36,6 @@ def open_catalog(config: CascadeConfig) -> Catalog:
     if sqlite:
         config.home.mkdir(parents=True, exist_ok=True)
         (config.home / "warehouse").mkdir(exist_ok=True)
-        check_sqlite_file(config)
         props = {**props, "uri": with_busy_timeout(props["uri"])}
     for attempt in range(OPEN_ATTEMPTS):
         try:
@@ -49,6 +47,8 @@ def open_catalog(config: CascadeConfig) -> Catalog:
             # A SQL catalog creates its own tables on first open; concurrent first opens race
             # there, and the loser succeeds when it opens again.
             where = describe_catalog(config)
+            if sqlite and "file is not a database" in str(error):
+                raise corrupt_catalog(config) from None
             if isinstance(error, (ImportError, NotInstalledError, ValueError)):
                 raise ConfigurationError(
                     f"{where} is misconfigured: {type(error).__name__}: {redact(str(error))}"
@@ -72,26 +72,17 @@ def sqlite_file(config: CascadeConfig) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
-def check_sqlite_file(config: CascadeConfig) -> None:
-    """A catalog file that is not SQLite (garbage, overwritten) is a terminal error naming the file.
+def corrupt_catalog(config: CascadeConfig) -> CorruptCatalogError:
+    """A catalog file that is not SQLite (garbage, overwritten): terminal, naming the file.
 
-    Retrying cannot repair it; SQLite itself only says "file is not a database" on first use.
+    Known from SQLite's own "file is not a database", never by opening the file ourselves: closing
+    any descriptor of a database file drops every SQLite lock this process holds on it, and a
+    WAL commit another process just made can then be lost.
     """
-    path = sqlite_file(config)
-    if path is None or not path.is_file():
-        return
-    try:
-        with path.open("rb") as stream:
-            header = stream.read(len(SQLITE_HEADER))
-    except OSError as error:
-        raise CorruptCatalogError(
-            f"catalog {config.catalog_name!r}: cannot read its file {path}: {error.strerror or error}"
-        ) from None
-    if header and header != SQLITE_HEADER[: len(header)]:
-        raise CorruptCatalogError(
-            f"catalog {config.catalog_name!r}: {path} is not an SQLite database (corrupt or overwritten); "
-            "restore it from a backup, or move it away to start an empty catalog"
-        )
+    return CorruptCatalogError(
+        f"catalog {config.catalog_name!r}: {sqlite_file(config)} is not an SQLite database (corrupt or overwritten); "
+        "restore it from a backup, or move it away to start an empty catalog"
+    )
 
 
 def with_busy_timeout(uri: str) -> str:
