@@ -220,3 +220,7 @@ def changed_beyond_rows(received: pa.Table, returned: object) -> str | None:
     if returned.num_rows and not pc.all(pc.is_in(returned.column(INGESTED_AT), value_set=stamps)).as_py():
         return f"changed {INGESTED_AT!r}, which Cascade sets"
     return None
+
+
+register_hooks = register
+unregister_hooks = unregister
