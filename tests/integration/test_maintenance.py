@@ -24,21 +24,20 @@ from pyiceberg.manifest import ManifestEntryStatus
 from pyiceberg.table import Table
 
 from cascade import merge_into
+from cascade.expiry import commit_expiry, plan_expiry
 from cascade.maintenance import (
     _replacing,
-    commit_expiry,
     compact_files,
     expire_snapshots,
     maintain,
     plan_compaction,
-    plan_expiry,
     referenced_files,
     remove_orphan_files,
     rewrite_groups,
     rewrite_manifests,
 )
 from cascade.maintenance_policy import MaintenancePolicy
-from cascade.merge import commit_plan
+from cascade.merge.commit import commit_plan
 from cascade.tables import branches, create_branch, history, ingested_partitions, publish_branch
 from tests.integration.test_merge import BY_P, Model, batch, new_catalog, new_table, table_state
 

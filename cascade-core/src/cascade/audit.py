@@ -28,7 +28,8 @@ from pyiceberg.table import Table
 
 from cascade.catalog import ensure_branch, initialize_main
 from cascade.errors import MergeConflictError, RunError, TerminalError
-from cascade.merge import MergeOutcome, _publish
+from cascade.merge import MergeOutcome
+from cascade.pyiceberg_compat import move_branch
 from cascade.telemetry import traced
 
 AUDIT_BRANCH_PREFIX = "cascade-audit-"
@@ -158,7 +159,7 @@ def write_audit_publish(
         if failures:
             raise AuditFailedError(audited, table=name, asset=asset, partition=partition)
         try:
-            _publish(table, target, head.snapshot_id, expected=base.snapshot_id)
+            move_branch(table, target, head.snapshot_id, expected=base.snapshot_id)
         except CommitFailedException:
             continue  # the target moved during the audit: fork again from its new head, re-merge, re-audit
         _drop(table.refresh(), branch)

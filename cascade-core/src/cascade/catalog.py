@@ -19,10 +19,9 @@ from pyiceberg.table.snapshots import Snapshot
 
 from cascade.config import CascadeConfig
 from cascade.errors import CatalogError, ConfigurationError, CorruptCatalogError
-from cascade.ingestion import IDENTIFIER
 from cascade.redaction import redact
 from cascade.snapshots import METADATA_PROPERTIES
-from cascade.spec import AssetSpec
+from cascade.spec import IDENTIFIER, AssetSpec
 
 BRANCH_NAME_MAX = 128
 OPEN_ATTEMPTS = 4

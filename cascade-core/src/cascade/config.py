@@ -20,7 +20,7 @@ The default needs nothing: a pyiceberg SQL catalog on SQLite and a warehouse fol
     [plugins.nightscout]    # settings a plugin reads with context.settings("nightscout")
     url = "https://my-nightscout.example"
 
-    [http]              # how sources retry and wait (cascade.http.HttpPolicy)
+    [http]              # how sources retry and wait (cascade.http_policy.HttpPolicy)
     max_attempts = 5
     timeout_seconds = 30
 """
@@ -37,7 +37,7 @@ from types import MappingProxyType
 from typing import Any
 
 from cascade.errors import ConfigurationError
-from cascade.http import HttpPolicy
+from cascade.http_policy import HttpPolicy
 from cascade.maintenance_policy import MaintenancePolicy
 from cascade.redaction import masked, remember_secrets, secrets_in
 

@@ -174,3 +174,7 @@ class HookError(RunError, TerminalError):
         self.plugin = plugin
         self.hook = hook
         super().__init__(f"hook {hook} of plugin {plugin!r} failed: {message}", asset=asset, partition=partition)
+
+
+class MaintenanceError(TerminalError):
+    """A maintenance step cannot be done on a table; nothing of that step was committed."""

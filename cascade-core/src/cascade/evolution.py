@@ -32,7 +32,6 @@ from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, Transaction
-from pyiceberg.table.update import AssertRefSnapshotId
 from pyiceberg.types import (
     DecimalType,
     DoubleType,
@@ -49,6 +48,7 @@ from pyiceberg.types import (
 from cascade.catalog import branches, open_catalog, table_identifier
 from cascade.config import CascadeConfig
 from cascade.errors import MergeConflictError, SchemaEvolutionError
+from cascade.pyiceberg_compat import require_ref_heads
 from cascade.spec import AssetSpec
 
 UNIQUE_KEY_PROPERTY = "cascade.unique-key"
@@ -412,11 +412,7 @@ def commit_diff(table: Table, spec: AssetSpec, diff: TableDiff, *, checked_heads
         _evolve_partition_spec(transaction, table, spec)
     if any(c.kind == ChangeKind.UNIQUE_KEY for c in diff.changes):
         transaction.set_properties({UNIQUE_KEY_PROPERTY: ",".join(spec.unique_key)})
-    # Transaction._apply keeps one requirement per type, so one per branch is added here directly.
-    transaction._requirements += tuple(
-        AssertRefSnapshotId(snapshot_id=snapshot_id, ref=branch)  # type: ignore[call-arg]
-        for branch, snapshot_id in checked_heads.items()
-    )
+    require_ref_heads(transaction, checked_heads)
     transaction.commit_transaction()
 
 

@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import random
 import socket
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -39,6 +37,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from cascade.errors import ConfigurationError, RunTimeoutError, SourceError, TransientSourceError
 from cascade.faults import crash_point
+from cascade.http_policy import HttpPolicy
 from cascade.redaction import redact
 
 if TYPE_CHECKING:
@@ -48,39 +47,6 @@ if TYPE_CHECKING:
     from cascade.context import RunContext
 
 RETRYABLE_STATUSES = frozenset({408, 500, 502, 503, 504})
-
-
-@dataclass(frozen=True)
-class HttpPolicy:
-    """How sources retry and wait. Every wait is also bounded by the run's remaining budget."""
-
-    max_attempts: int = 5
-    backoff_seconds: float = 1.0
-    backoff_max_seconds: float = 30.0
-    timeout_seconds: float = 30.0
-    max_wait_seconds: float = 900.0
-
-    @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> HttpPolicy:
-        known = {f.name: f.type for f in fields(cls)}
-        unknown = set(settings) - set(known)
-        if unknown:
-            raise ConfigurationError(f"unknown [http] setting(s) {sorted(unknown)}; valid: {sorted(known)}")
-        values: dict[str, Any] = {}
-        for name, value in settings.items():
-            cast = int if name == "max_attempts" else float
-            try:
-                values[name] = cast(value)
-            except (TypeError, ValueError):
-                raise ConfigurationError(f"[http] {name} must be a number, got {value!r}") from None
-            if values[name] < (1 if name == "max_attempts" else 0):
-                raise ConfigurationError(f"[http] {name} must be positive, got {value!r}")
-        return cls(**values)
-
-    def backoff(self, attempt: int) -> float:
-        """Seconds before retry number ``attempt`` (1-based): doubling, capped, with jitter."""
-        base = min(self.backoff_max_seconds, self.backoff_seconds * 2 ** (attempt - 1))
-        return float(base * random.uniform(0.5, 1.0))
 
 
 @dataclass(frozen=True)

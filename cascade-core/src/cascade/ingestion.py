@@ -21,6 +21,7 @@ from cascade.errors import AssetDefinitionError
 from cascade.spec import (
     DEFAULT_MAX_INVALID_FRACTION,
     DEFAULT_START_DATE,
+    IDENTIFIER,
     INGESTED_AT,
     MODES,
     ON_INVALID,
@@ -32,7 +33,6 @@ from cascade.spec import (
 P = ParamSpec("P")
 R = TypeVar("R")
 
-IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")
 """Namespace and table names: lower-case letters, digits and underscores, so none can escape a folder."""
 
 

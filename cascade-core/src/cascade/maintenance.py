@@ -3,7 +3,7 @@
 Every step is safe against concurrent ``cascade run`` / ``merge_into`` on the same table:
 
 - *compaction* and *manifest rewrites* commit one snapshot that asserts the branch head they
-  planned against (as :func:`cascade.merge.commit_plan` does); when a writer got there first
+  planned against (as :func:`cascade.merge.commit.commit_plan` does); when a writer got there first
   they delete what they wrote, re-read the table and plan again. A writer that loses to them
   re-plans the same way. On a PostgreSQL catalog they also take Cascade's per-table writer lock,
   so they queue with the writers instead of throwing work away;
@@ -29,15 +29,15 @@ import math
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.io import FileIO
-from pyiceberg.io.pyarrow import ArrowScan, PyArrowFileIO, _dataframe_to_data_files
+from pyiceberg.io.pyarrow import ArrowScan, PyArrowFileIO
 from pyiceberg.manifest import (
     DataFile,
     ManifestContent,
@@ -57,14 +57,14 @@ from pyiceberg.table.update import (
     TableRequirement,
     TableUpdate,
 )
-from pyiceberg.table.update.snapshot import ExpireSnapshots
 
 from cascade.catalog import writer_lock
-from cascade.coverage import encode_runs, lineage_runs, runs_property
-from cascade.errors import SchemaMismatchError, TerminalError, TransientError
+from cascade.errors import MaintenanceError, SchemaMismatchError, TransientError
+from cascade.expiry import ExpiryResult, commit_expiry, plan_expiry
 from cascade.maintenance_policy import MaintenancePolicy
-from cascade.merge import COMMIT_ID, MergePlan, _find_commit, _pause_after_conflict, commit_plan
-from cascade.tables import coverage_property, encode_coverage, lineage_coverage
+from cascade.merge.commit import COMMIT_ID, commit_plan, find_commit, pause_after_conflict
+from cascade.merge.plan import MergePlan
+from cascade.pyiceberg_compat import commit_once, write_data_files
 from cascade.telemetry import traced
 
 OPERATION = "cascade.operation"  # in the summary of every snapshot maintenance commits
@@ -82,22 +82,8 @@ TOTALS = (
 R = TypeVar("R")
 
 
-class MaintenanceError(TerminalError):
-    """A maintenance step cannot be done on a table; nothing of that step was committed."""
-
-
 class MaintenanceConflictError(TransientError):
     """Concurrent commits kept invalidating a maintenance step; nothing of it was committed."""
-
-
-@dataclass(frozen=True)
-class ExpiryResult:
-    """What expiry removed (or, in a dry run, would remove)."""
-
-    snapshots_expired: tuple[int, ...]
-    snapshots_kept: int
-    coverage_recorded: int  # kept snapshots that now carry the partitions of their expired ancestors
-    attempts: int
 
 
 @dataclass(frozen=True)
@@ -149,18 +135,6 @@ class MaintenanceReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class ExpiryPlan:
-    """Snapshots to remove and the coverage ledger entries to write and drop in the same commit."""
-
-    expired: tuple[int, ...]
-    kept: int
-    coverage: dict[str, str] = field(default_factory=dict)
-    runs: dict[str, str] = field(default_factory=dict)  # the recent runs' time, run id, rows (cascade.coverage)
-    dropped_coverage: tuple[str, ...] = ()
-    refs: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -253,115 +227,6 @@ def expire_snapshots(
     with traced("maintenance.expire", table=_name(table), dry_run=dry_run):
         result, tries = _with_retries(table, "expiring snapshots", attempts, attempt)
     return ExpiryResult(result.snapshots_expired, result.snapshots_kept, result.coverage_recorded, tries)
-
-
-MAX_SNAPSHOTS = "cascade.history.max-snapshots"
-"""Table property: the snapshots a branch keeps when merges expire old ones themselves (0: never)."""
-DEFAULT_MAX_SNAPSHOTS = 100
-LEAST_MAX_SNAPSHOTS = 60  # above HISTORY_SEARCH_DEPTH: a writer unsure of its commit still finds it
-EXPIRY_SLACK = 50  # expire once per this many commits past the limit, not on every commit
-
-
-def expire_on_commit(table: Table) -> ExpiryResult | None:
-    """The upkeep a merge does itself, so a table's per-commit cost does not grow with its age.
-
-    pyiceberg reads, copies and rewrites all of ``metadata.json`` on every commit, and it grows
-    with every snapshot. Once a table holds ``cascade.history.max-snapshots`` (100) plus 50
-    snapshots, this expires the oldest down to each branch's last 100, recording their coverage
-    in the ledger as ``cascade maintain`` does. One attempt: when another writer wins the race,
-    a later commit does the upkeep. Returns what was expired, or ``None`` when nothing was due.
-    """
-    try:
-        limit = int(table.properties.get(MAX_SNAPSHOTS, DEFAULT_MAX_SNAPSHOTS))
-    except ValueError:
-        raise MaintenanceError(
-            f"table {_name(table)}: {MAX_SNAPSHOTS}={table.properties[MAX_SNAPSHOTS]!r} is not a whole number"
-        ) from None
-    if limit <= 0 or len(table.metadata.snapshots) <= max(limit, LEAST_MAX_SNAPSHOTS) + EXPIRY_SLACK:
-        return None
-    plan = plan_expiry(table, cutoff_ms=int(time.time() * 1000) + 1, retain_last=max(limit, LEAST_MAX_SNAPSHOTS))
-    if not plan.expired:
-        return None
-    try:
-        with traced("maintenance.expire", table=_name(table), on_commit=True):
-            commit_expiry(table, plan)
-    except CommitFailedException:
-        return None  # another writer moved a ref first; the next commit's upkeep tries again
-    return ExpiryResult(plan.expired, plan.kept, len(plan.coverage), 1)
-
-
-def plan_expiry(table: Table, *, cutoff_ms: int, retain_last: int) -> ExpiryPlan:
-    """Which snapshots go, and the coverage each kept snapshot whose parent goes must carry."""
-    metadata = table.metadata
-    by_id = {s.snapshot_id: s for s in metadata.snapshots}  # Table.snapshot_by_id scans the list
-    keep = {ref.snapshot_id for ref in metadata.refs.values()}
-    main = metadata.refs.get(MAIN_BRANCH)
-    for name, ref in metadata.refs.items():
-        if ref.snapshot_ref_type == SnapshotRefType.BRANCH:
-            lineage = _ancestor_ids(by_id, ref.snapshot_id)
-            keep |= set(lineage[:retain_last])
-            if main is not None and name != MAIN_BRANCH:
-                keep |= set(_path_down_to(lineage, main.snapshot_id))
-    expired = {s.snapshot_id for s in metadata.snapshots if s.timestamp_ms < cutoff_ms and s.snapshot_id not in keep}
-    coverage, runs = {}, {}
-    for snapshot in metadata.snapshots:
-        if snapshot.snapshot_id in expired or snapshot.parent_snapshot_id not in expired:
-            continue
-        below = lineage_coverage(table, by_id.get(snapshot.parent_snapshot_id), by_id)
-        if below:
-            coverage[coverage_property(snapshot.snapshot_id)] = encode_coverage(below)
-        if recent := lineage_runs(table, by_id.get(snapshot.parent_snapshot_id), by_id):
-            runs[runs_property(snapshot.snapshot_id)] = encode_runs(recent)
-    dropped = tuple(
-        name
-        for snapshot_id in sorted(expired)
-        for name in (coverage_property(snapshot_id), runs_property(snapshot_id))
-        if name in metadata.properties
-    )
-    return ExpiryPlan(
-        expired=tuple(sorted(expired)),
-        kept=len(metadata.snapshots) - len(expired),
-        coverage=coverage,
-        runs=runs,
-        dropped_coverage=dropped,
-        refs={name: ref.snapshot_id for name, ref in metadata.refs.items()},
-    )
-
-
-def commit_expiry(table: Table, plan: ExpiryPlan) -> None:
-    """Remove the plan's snapshots and write its coverage in one commit, if no ref moved meanwhile."""
-    transaction = table.transaction()
-    if plan.coverage or plan.runs:
-        transaction.set_properties({**plan.coverage, **plan.runs})
-    if plan.dropped_coverage:
-        transaction.remove_properties(*plan.dropped_coverage)
-    ExpireSnapshots(transaction).by_ids(list(plan.expired)).commit()  # refuses a ref head
-    requirements: tuple[TableRequirement, ...] = (
-        AssertTableUUID(uuid=table.metadata.table_uuid),
-        *(AssertRefSnapshotId(snapshot_id=snapshot_id, ref=name) for name, snapshot_id in plan.refs.items()),  # type: ignore[call-arg]
-    )
-    # One attempt with these requirements; pyiceberg's own retry would apply the removal to a
-    # table whose refs may have moved. _with_retries plans again instead.
-    table._do_commit(updates=transaction._updates, requirements=requirements)
-
-
-def _path_down_to(lineage: list[int], snapshot_id: int) -> list[int]:
-    """A branch's snapshots down to ``snapshot_id`` (main's head), when that is one of its ancestors.
-
-    Kept so that the branch still descends from main: ``cascade branch publish`` fast-forwards
-    main only when main's head is an ancestor of the branch's head.
-    """
-    return lineage[: lineage.index(snapshot_id)] if snapshot_id in lineage else []
-
-
-def _ancestor_ids(by_id: Mapping[int, Snapshot], snapshot_id: int) -> list[int]:
-    found: list[int] = []
-    snapshot = by_id.get(snapshot_id)
-    while snapshot is not None:
-        found.append(snapshot.snapshot_id)
-        parent = snapshot.parent_snapshot_id
-        snapshot = by_id.get(parent) if parent is not None else None
-    return found
 
 
 # --- compaction -----------------------------------------------------------------------------
@@ -476,9 +341,7 @@ def rewrite_groups(table: Table, groups: Sequence[Sequence[DataFile]], target_fi
                 )
             if keys:
                 rows = rows.sort_by([(k, "ascending") for k in keys])
-            written.extend(
-                _dataframe_to_data_files(table_metadata=metadata, df=rows, io=table.io, write_uuid=uuid.uuid4())
-            )
+            written.extend(write_data_files(metadata, rows, table.io))
     except BaseException:
         _delete_paths(table.io, [f.file_path for f in written])
         raise
@@ -651,7 +514,7 @@ def _commit_manifests(
     )
 
     def commit() -> int:
-        table._do_commit(updates=updates, requirements=requirements)
+        commit_once(table, updates, requirements)
         return snapshot_id
 
     return _commit_or_clean(table, branch, commit_id, written, commit)
@@ -764,7 +627,7 @@ def _with_retries(table: Table, what: str, attempts: int, attempt: Callable[[Tab
     attempt_seconds = 0.0
     for number in range(1, attempts + 1):
         if number > 1:
-            _pause_after_conflict(number, attempt_seconds)
+            pause_after_conflict(number, attempt_seconds)
         current = table.refresh()
         started = time.monotonic()
         try:
@@ -792,7 +655,7 @@ def _commit_or_clean(table: Table, branch: str, commit_id: str, written: list[st
         _delete_paths(table.io, written)
         raise
     except Exception:
-        checked, landed = _find_commit(table, branch, commit_id)
+        checked, landed = find_commit(table, branch, commit_id)
         if landed is not None:
             return landed
         if checked:  # it did not land: the files are ours to remove

@@ -4,8 +4,8 @@ pyiceberg's overwrite (``_OverwriteFiles``, checked on pyiceberg 0.12) adds one 
 commit, never merges manifests, and carries every earlier snapshot's delete-only manifest
 forward, so after N merges a snapshot lists about N manifests and each merge is slower than
 the last. Iceberg's merging snapshot producers (Java's ``MergingSnapshotProducer``, pyiceberg's
-own ``_MergeAppendFiles``) keep the count bounded; :class:`MergingOverwrite` does the same for an
-overwrite, reusing pyiceberg's ``_ManifestMergeManager``:
+own ``_MergeAppendFiles``) keep the count bounded; :class:`cascade.pyiceberg_compat.MergingOverwrite`
+does the same for an overwrite, reusing pyiceberg's ``_ManifestMergeManager``:
 
 - manifests without live files that an earlier snapshot wrote are dropped (as a fast append does);
 - when ``commit.manifest-merge.enabled`` (default true, as in Java), small data manifests are
@@ -14,8 +14,8 @@ overwrite, reusing pyiceberg's ``_ManifestMergeManager``:
   (100) manifests.
 
 pyiceberg has no public way to commit exactly once with a guard and without its own retry;
-:func:`commit_overwrite` stages the producer's updates and calls ``Table._do_commit`` itself.
-Every private name used is in this module.
+:func:`commit_overwrite` stages the producer's updates and commits them itself, through
+:mod:`cascade.pyiceberg_compat` (where every private name Cascade uses lives).
 """
 
 from __future__ import annotations
@@ -24,14 +24,12 @@ import contextlib
 from collections.abc import Iterable, Mapping
 
 from pyiceberg.exceptions import CommitFailedException, ValidationException
-from pyiceberg.manifest import DataFile, ManifestContent, ManifestFile
-from pyiceberg.table import Table, TableProperties, Transaction
-from pyiceberg.table.metadata import TableMetadata
-from pyiceberg.table.snapshots import Operation
+from pyiceberg.manifest import DataFile
+from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.update import AssertTableUUID, SetPropertiesUpdate, TableUpdate
-from pyiceberg.table.update.snapshot import _ManifestMergeManager, _OverwriteFiles
 
 from cascade.errors import ConfigurationError
+from cascade.pyiceberg_compat import MergingOverwrite, PlanningTransaction, commit_once
 
 MERGE_ENABLED_DEFAULT = True  # Iceberg's (Java) default; pyiceberg's constant says False
 METADATA_PROPERTIES = {
@@ -42,64 +40,6 @@ METADATA_PROPERTIES = {
     TableProperties.MANIFEST_MERGE_ENABLED: "true",
 }
 """Table properties Cascade sets on the tables it creates, and adds to older tables on their next merge."""
-
-
-class _PlanningTransaction(Transaction):
-    """A transaction whose metadata is the table's own until something is staged.
-
-    pyiceberg's ``Transaction.table_metadata`` re-applies the staged updates and deep-copies the
-    whole metadata (every snapshot) on each access, and a snapshot producer reads it a dozen
-    times per commit; with nothing staged that copy equals the table's metadata, which the
-    producer only reads.
-    """
-
-    @property
-    def table_metadata(self) -> TableMetadata:
-        if not self._updates:
-            return self._table.metadata
-        return super().table_metadata
-
-
-class MergingOverwrite(_OverwriteFiles):
-    """An overwrite that keeps the snapshot's manifest count bounded, as a merging append does."""
-
-    def __init__(self, transaction: Transaction, *, branch: str, snapshot_properties: dict[str, str]) -> None:
-        metadata = transaction.table_metadata
-        operation = Operation.OVERWRITE if metadata.snapshot_by_name(branch) is not None else Operation.APPEND
-        super().__init__(operation, transaction, transaction._table.io, None, snapshot_properties, branch)
-        where = f"table {'.'.join(transaction._table.name())}"
-        properties = metadata.properties
-        self.target_size_bytes = _int_property(properties, TableProperties.MANIFEST_TARGET_SIZE_BYTES, where)
-        self.min_count_to_merge = _int_property(properties, TableProperties.MANIFEST_MIN_MERGE_COUNT, where)
-        self.merge_enabled = _bool_property(properties, TableProperties.MANIFEST_MERGE_ENABLED, where)
-        self.listed: list[str] = []
-
-    def _process_manifests(self, manifests: list[ManifestFile]) -> list[ManifestFile]:
-        live = [m for m in manifests if m.added_snapshot_id == self._snapshot_id or _has_live_files(m)]
-        data = [m for m in live if m.content == ManifestContent.DATA]
-        deletes = [m for m in live if m.content == ManifestContent.DELETES]
-        merger = _ManifestMergeManager(
-            target_size_bytes=self.target_size_bytes,
-            min_count_to_merge=self.min_count_to_merge,
-            merge_enabled=self.merge_enabled,
-            snapshot_producer=self,
-        )
-        result = merger.merge_manifests(data) + deletes
-        self.listed = [m.manifest_path for m in result]
-        return result
-
-    def unlisted_manifests(self) -> list[str]:
-        """Manifests this commit wrote that its manifest list does not name (merged into others)."""
-        listed = set(self.listed)
-        return [path for path in self._written_manifests if path not in listed]
-
-    def remove_uncommitted(self) -> None:
-        """Delete every manifest and manifest list written for a commit that did not land."""
-        self._clean_all_uncommitted()
-
-
-def _has_live_files(manifest: ManifestFile) -> bool:
-    return manifest.has_added_files() or manifest.has_existing_files()
 
 
 def _int_property(properties: Mapping[str, str], key: str, where: str) -> int:
@@ -149,21 +89,26 @@ def commit_overwrite(
     these files to a table that moved. Cascade's metadata properties missing from an older
     table are set in the same commit. Returns the new snapshot's id.
     """
-    transaction = _PlanningTransaction(table)
-    producer = MergingOverwrite(transaction, branch=branch, snapshot_properties=dict(snapshot_properties))
+    where = f"table {'.'.join(table.name())}"
+    properties = table.metadata.properties
+    producer = MergingOverwrite(
+        PlanningTransaction(table),
+        branch=branch,
+        snapshot_properties=dict(snapshot_properties),
+        target_size_bytes=_int_property(properties, TableProperties.MANIFEST_TARGET_SIZE_BYTES, where),
+        min_count_to_merge=_int_property(properties, TableProperties.MANIFEST_MIN_MERGE_COUNT, where),
+        merge_enabled=_bool_property(properties, TableProperties.MANIFEST_MERGE_ENABLED, where),
+    )
     for data_file in deleted:
         producer.delete_data_file(data_file)
     for data_file in added:
         producer.append_data_file(data_file)
     try:
-        updates, requirements = producer._commit()
+        updates, requirements = producer.staged()
         extra: tuple[TableUpdate, ...] = ()
         if missing := missing_metadata_properties(table):
             extra = (SetPropertiesUpdate(updates=missing),)
-        table._do_commit(
-            updates=(*extra, *updates),
-            requirements=(*requirements, AssertTableUUID(uuid=table.metadata.table_uuid)),
-        )
+        commit_once(table, (*extra, *updates), (*requirements, AssertTableUUID(uuid=table.metadata.table_uuid)))
     except (CommitFailedException, ValidationException, ValueError):
         # The catalog refused the commit before applying it: nothing references what we wrote.
         producer.remove_uncommitted()

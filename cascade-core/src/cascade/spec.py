@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -12,6 +13,7 @@ from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.types import NestedField, TimestamptzType
 
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")  # a table, namespace or column name
 INGESTED_AT = "_cascade_ingested_at"
 """Column Cascade adds to every table: when the row's current version was ingested (UTC)."""
 

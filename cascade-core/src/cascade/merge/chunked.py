@@ -1,0 +1,136 @@
+"""Chunked merges: a batch larger than memory, merged chunk by chunk and published at once."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+
+import pyarrow as pa
+from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.table import Table
+from pyiceberg.table.refs import MAIN_BRANCH
+from pyiceberg.table.snapshots import Snapshot
+
+from cascade.catalog import initialize_main
+from cascade.errors import MergeConflictError
+from cascade.merge.engine import MergeOutcome, merge_batch
+from cascade.merge.plan import BeforeCommit, PartitionReplace
+from cascade.pyiceberg_compat import move_branch
+
+
+def merge_in_chunks(
+    table: Table,
+    batch: pa.Table | pa.RecordBatchReader | Iterable[pa.Table],
+    keys: tuple[str, ...],
+    *,
+    chunk_rows: int,
+    branch: str = MAIN_BRANCH,
+    snapshot_properties: Mapping[str, str] | None = None,
+    stable_partitions: bool = False,
+    max_attempts: int = 20,
+    before_commit: BeforeCommit | None = None,
+    replace: PartitionReplace | None = None,
+    last_check: Callable[[], None] | None = None,
+) -> MergeOutcome:
+    """Merge a batch of any size holding at most ``chunk_rows`` batch rows in memory at once.
+
+    Chunks are merged in order onto a private staging branch forked from ``branch``'s head, so
+    the dict semantics hold across chunks (a later chunk's record wins). Then ``branch`` is moved
+    to the staging head in one ref update that asserts ``branch`` has not moved since the fork:
+    readers of ``branch`` see all of the batch or none of it. If it moved, the staging branch is
+    dropped and :class:`MergeConflictError` is raised; a stream cannot be replayed, so the caller
+    retries the run. Counts are summed over chunks, so a key inserted by one chunk and changed by
+    a later one counts once as inserted and once as updated; likewise a key that changes in one
+    chunk and changes back in a later one ends with its stored values but this run's
+    ``_cascade_ingested_at`` (remembering every key's starting row would defeat bounded memory).
+
+    ``batch`` may also be an iterable of tables, merged one by one as given (the caller bounds
+    their size). A ``replace`` must carry the whole batch's keys (``keep``): the first chunk
+    deletes the partition's rows that none of the chunks holds.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    if replace is not None and replace.keep is None:
+        raise ValueError("a partition replace merged in chunks needs the whole batch's keys (PartitionReplace.keep)")
+    if isinstance(batch, pa.Table | pa.RecordBatchReader):
+        reader = batch if isinstance(batch, pa.RecordBatchReader) else batch.to_reader(max_chunksize=chunk_rows)
+        chunks: Iterable[pa.Table] = _chunks(reader, chunk_rows)
+    else:
+        chunks = batch
+    table = initialize_main(table.refresh())
+    start_ref = table.metadata.refs.get(branch)
+    head = table.snapshot_by_name(branch) or table.snapshot_by_name(MAIN_BRANCH)
+    assert head is not None
+    staging = f"cascade-merge-{uuid.uuid4().hex[:12]}"
+    table.manage_snapshots().create_branch(head.snapshot_id, staging).commit()
+    outcomes: list[MergeOutcome] = []
+    try:
+        for chunk in chunks:
+            outcomes.append(
+                merge_batch(
+                    table,
+                    chunk,
+                    keys,
+                    branch=staging,
+                    snapshot_properties=snapshot_properties,
+                    stable_partitions=stable_partitions,
+                    max_attempts=max_attempts,
+                    before_commit=before_commit,
+                    replace=None if outcomes else replace,
+                    last_check=last_check,
+                )
+            )
+        table = table.refresh()
+        staged_head = table.snapshot_by_name(staging)
+        assert staged_head is not None
+        if staged_head.snapshot_id != head.snapshot_id:
+            if last_check is not None:
+                last_check()  # the publish is the commit readers see
+            move_branch(table, branch, staged_head.snapshot_id, expected=start_ref.snapshot_id if start_ref else None)
+    except CommitFailedException:
+        raise MergeConflictError(
+            f"table {'.'.join(table.name())}, branch {branch!r} moved while a chunked merge was staged; try again"
+        ) from None
+    finally:
+        with contextlib.suppress(Exception):  # never mask the merge's own outcome or error
+            table.refresh().manage_snapshots().remove_branch(staging).commit()
+    return _sum_outcomes(outcomes, table.refresh().snapshot_by_name(branch))
+
+
+def _chunks(reader: pa.RecordBatchReader, chunk_rows: int) -> Iterable[pa.Table]:
+    pending: list[pa.RecordBatch] = []
+    size = 0
+    for record_batch in reader:
+        while record_batch.num_rows:
+            take = record_batch.slice(0, chunk_rows - size)
+            pending.append(take)
+            size += take.num_rows
+            record_batch = record_batch.slice(take.num_rows)
+            if size == chunk_rows:
+                yield pa.Table.from_batches(pending)
+                pending, size = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending)
+
+
+def _sum_outcomes(outcomes: list[MergeOutcome], head: Snapshot | None) -> MergeOutcome:
+    def total(name: str) -> int:
+        return sum(getattr(o, name) for o in outcomes)
+
+    return MergeOutcome(
+        rows_in=total("rows_in"),
+        rows_inserted=total("rows_inserted"),
+        rows_updated=total("rows_updated"),
+        rows_unchanged=total("rows_unchanged"),
+        rows_deduplicated=total("rows_deduplicated"),
+        files_considered=total("files_considered"),
+        files_read=total("files_read"),
+        files_rewritten=total("files_rewritten"),
+        files_added=total("files_added"),
+        bytes_read=total("bytes_read"),
+        bytes_written=total("bytes_written"),
+        snapshot_id=head.snapshot_id if head else None,
+        commit_attempts=total("commit_attempts"),
+        rows_deleted=total("rows_deleted"),
+    )

@@ -1,0 +1,93 @@
+"""The commit protocol: write a plan's files, commit them in one guarded snapshot, and know what
+happened when the catalog could not say (a timeout, a lost connection).
+
+Every commit carries a commit id in its snapshot summary, so a writer unsure of its outcome
+finds its own snapshot in the branch's recent history instead of committing twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Iterable, Mapping
+
+import pyarrow as pa
+from pyiceberg.manifest import DataFile
+from pyiceberg.table import Table
+
+from cascade.merge.plan import MergePlan
+from cascade.pyiceberg_compat import write_data_files
+from cascade.snapshots import commit_overwrite
+
+COMMIT_ID = "cascade.commit-id"  # in every snapshot summary: finds a commit whose outcome was unknown
+HISTORY_SEARCH_DEPTH = 50  # snapshots back from the head searched for it
+CONFLICT_PAUSE = 0.02  # least back-off base, seconds; see pause_after_conflict
+CONFLICT_PAUSE_MAX = 10.0
+
+
+def write_files(table: Table, rows: pa.Table) -> list[DataFile]:
+    """Write ``rows`` as new data files of ``table`` (partitioned by its spec); commits nothing."""
+    if rows.num_rows == 0:
+        return []
+    return write_data_files(table.metadata, rows, table.io)
+
+
+def commit_plan(
+    table: Table, plan: MergePlan, written: Iterable[DataFile], *, branch: str, properties: Mapping[str, str]
+) -> int:
+    """Replace the plan's files with ``written`` in one snapshot on ``branch``; returns its id.
+
+    Exactly one attempt, asserting the branch head is the one the plan read (see
+    :func:`cascade.snapshots.commit_overwrite`); Cascade re-plans against a new head instead.
+    The snapshot keeps its manifest count bounded by merging small manifests.
+    """
+    return commit_overwrite(
+        table, branch=branch, deleted=plan.replaced_files, added=written, snapshot_properties=properties
+    )
+
+
+def delete_files(table: Table, files: Iterable[DataFile]) -> None:
+    for data_file in files:
+        with contextlib.suppress(OSError):  # an orphan file costs space, never correctness
+            table.io.delete(data_file.file_path)
+
+
+def commit_outcome_unknown(error: BaseException) -> bool:
+    """Errors after which the commit may or may not have happened, and trying again may succeed."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return bool(names & {"CommitStateUnknownException", "ServerError", "OperationalError", "OSError", "TimeoutError"})
+
+
+def find_commit(table: Table, branch: str, commit_id: str) -> tuple[bool, int | None]:
+    """Whether the history could be read, and the snapshot on ``branch`` carrying ``commit_id``.
+
+    ``(False, None)``: the catalog cannot be read either, so the commit may have landed and its
+    data files must stay (an orphan costs space; deleting a committed file loses data).
+    """
+    try:
+        table = table.refresh()
+    except Exception:
+        return False, None
+    snapshot = table.snapshot_by_name(branch)
+    for _ in range(HISTORY_SEARCH_DEPTH):
+        if snapshot is None:
+            break
+        if snapshot.summary is not None and snapshot.summary.get(COMMIT_ID) == commit_id:
+            return True, snapshot.snapshot_id
+        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    return True, None
+
+
+def pause_after_conflict(attempt: int, attempt_seconds: float) -> None:
+    """Back off after losing a commit race: random, growing, scaled to how long an attempt takes.
+
+    A writer that lost waits on average about one attempt's length (doubling with each loss),
+    so the writers that collided spread out instead of re-planning in lock-step.
+    """
+    base = max(CONFLICT_PAUSE, attempt_seconds)
+    time.sleep(random.uniform(0, min(CONFLICT_PAUSE_MAX, base * 2 ** (attempt - 2))))
+
+
+def last_sequence_number(table: Table) -> int:
+    return int(getattr(table.metadata, "last_sequence_number", 0))  # format v1 has none

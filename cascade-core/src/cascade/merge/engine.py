@@ -1,0 +1,160 @@
+"""One merge attempt loop: plan against the head, write, commit once, and re-plan after a conflict."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import pyarrow as pa
+from pyiceberg.exceptions import CommitFailedException, ValidationException
+from pyiceberg.manifest import DataFile
+from pyiceberg.table import Table
+from pyiceberg.table.refs import MAIN_BRANCH
+
+from cascade.errors import MergeConflictError, SchemaMismatchError
+from cascade.expiry import expire_on_commit
+from cascade.faults import crash_point
+from cascade.merge.batch import prepare_batch
+from cascade.merge.commit import (
+    COMMIT_ID,
+    commit_outcome_unknown,
+    commit_plan,
+    delete_files,
+    find_commit,
+    last_sequence_number,
+    pause_after_conflict,
+    write_files,
+)
+from cascade.merge.plan import BeforeCommit, MergePlan, PartitionReplace, plan_merge
+from cascade.telemetry import traced
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    """What one ``merge_into`` did."""
+
+    rows_in: int
+    rows_inserted: int
+    rows_updated: int
+    rows_unchanged: int
+    rows_deduplicated: int
+    files_considered: int
+    files_read: int
+    files_rewritten: int
+    files_added: int
+    bytes_read: int
+    bytes_written: int
+    snapshot_id: int | None
+    commit_attempts: int
+    rows_deleted: int = 0
+
+    @property
+    def committed(self) -> bool:
+        return self.commit_attempts > 0 and (self.files_added > 0 or self.files_rewritten > 0)
+
+    @classmethod
+    def nothing(cls, snapshot_id: int | None = None) -> MergeOutcome:
+        """The outcome of a merge that had no rows to merge."""
+        return cls(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, snapshot_id, 0)
+
+
+def merge_batch(
+    table: Table,
+    batch: pa.Table,
+    keys: tuple[str, ...],
+    *,
+    branch: str = MAIN_BRANCH,
+    snapshot_properties: Mapping[str, str] | None = None,
+    stable_partitions: bool = False,
+    max_attempts: int = 20,
+    before_commit: BeforeCommit | None = None,
+    replace: PartitionReplace | None = None,
+    last_check: Callable[[], None] | None = None,
+) -> MergeOutcome:
+    """Merge one in-memory batch in one snapshot on ``branch``: see :func:`cascade.merge.merge_into`."""
+    schema = table.schema()
+    missing = [k for k in keys if k not in schema.column_names]
+    if missing:
+        raise SchemaMismatchError(f"table {table.name()}: unique key column(s) {missing} not in the table schema")
+    rows = prepare_batch(batch, schema, keys)
+    deduplicated = batch.num_rows - rows.num_rows
+    properties = {**(snapshot_properties or {}), COMMIT_ID: uuid.uuid4().hex}
+    attempt_seconds = 0.0
+    for attempt in range(1, max_attempts + 1):
+        if attempt > 1:
+            pause_after_conflict(attempt, attempt_seconds)
+            table = table.refresh()
+        started = time.monotonic()
+        planned_at = last_sequence_number(table)
+        plan = plan_merge(table, rows, keys, branch=branch, stable_partitions=stable_partitions, replace=replace)
+        if plan.changes_nothing:
+            head = table.snapshot_by_name(branch) or table.snapshot_by_name(MAIN_BRANCH)
+            return _outcome(plan, batch.num_rows, deduplicated, [], head.snapshot_id if head else None, attempt - 1)
+        if before_commit is not None:
+            before_commit(plan)
+        written = write_files(table, plan.rows_to_write)
+        crash_point("before-commit")
+        if last_check is not None:
+            try:
+                last_check()
+            except BaseException:
+                delete_files(table, written)
+                raise
+        try:
+            with traced("commit", attempt=attempt, table=".".join(table.name()), branch=branch) as span:
+                snapshot_id = commit_plan(table, plan, written, branch=branch, properties=properties)
+                span.set_attributes({"cascade.snapshot_id": snapshot_id, "cascade.files_added": len(written)})
+        except (CommitFailedException, ValidationException):
+            delete_files(table, written)
+            attempt_seconds = time.monotonic() - started
+            continue
+        except ValueError:
+            delete_files(table, written)
+            attempt_seconds = time.monotonic() - started
+            # pyiceberg applies a snapshot planned on stale metadata after a commit on another
+            # branch and fails with ValueError ("sequence number ... older than last sequence
+            # number") instead of CommitFailedException: a conflict exactly when the table moved.
+            if last_sequence_number(table.refresh()) != planned_at:
+                continue
+            raise
+        except Exception as error:
+            # The catalog may have applied the commit before failing to say so (a timeout, a
+            # lost connection, a 5xx): look for this merge's commit id before anything else.
+            checked, landed = find_commit(table, branch, properties[COMMIT_ID])
+            if landed is None:
+                if checked:  # it did not land: its files are ours to remove
+                    delete_files(table, written)
+                if commit_outcome_unknown(error) and attempt < max_attempts:
+                    continue
+                raise
+            snapshot_id = landed
+        crash_point("after-commit")
+        expire_on_commit(table)
+        return _outcome(plan, batch.num_rows, deduplicated, written, snapshot_id, attempt)
+    raise MergeConflictError(
+        f"table {'.'.join(table.name())}, branch {branch!r}: concurrent commits invalidated the merge "
+        f"{max_attempts} times; try again"
+    )
+
+
+def _outcome(
+    plan: MergePlan, rows_in: int, deduplicated: int, written: list[DataFile], snapshot_id: int | None, attempts: int
+) -> MergeOutcome:
+    return MergeOutcome(
+        rows_in=rows_in,
+        rows_inserted=plan.rows_inserted,
+        rows_updated=plan.rows_updated,
+        rows_unchanged=plan.rows_unchanged,
+        rows_deduplicated=deduplicated,
+        files_considered=plan.files_considered,
+        files_read=plan.files_read,
+        files_rewritten=len(plan.replaced_files) if written else 0,
+        files_added=len(written),
+        bytes_read=plan.bytes_read,
+        bytes_written=sum(f.file_size_in_bytes for f in written),
+        snapshot_id=snapshot_id,
+        commit_attempts=attempts,
+        rows_deleted=plan.rows_deleted,
+    )
