@@ -13,8 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import cascade
-from cascade import CascadeAsset, CascadeConfig, IngestionResult
-from cascade.catalog import open_catalog, table_identifier
+from cascade import CascadeAsset, CascadeConfig, IngestionResult, open_catalog, table_identifier
 from cascade.coverage import State, parse_since, table_status
 from cascade.errors import CascadeError
 from cascade.redaction import redact

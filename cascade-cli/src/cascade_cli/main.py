@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 import cascade
-from cascade.catalog import check_branch_name
+from cascade import check_branch_name
 from cascade.errors import CascadeError, ConfigurationError, SchemaEvolutionError, UnknownAssetError, ValidationError
 from cascade.logs import configure_logging
 from cascade.redaction import redact, redact_values, redacted_traceback

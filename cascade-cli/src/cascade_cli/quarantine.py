@@ -5,7 +5,7 @@
     cascade quarantine replay ASSET --date D [--branch B] [--json]
     cascade quarantine drop ASSET [--date D] [--branch B] --yes [--json]
 
-The work is the core's (``cascade.quarantine``, ``cascade.replay``); this module only reads
+The work is the core's (``cascade.quarantine``, ``cascade.quarantine_replay``); this module only reads
 options and prints.
 """
 
@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import cascade
-from cascade.catalog import open_catalog, table_identifier
+from cascade import open_catalog, table_identifier
 from cascade.errors import CascadeError, ConfigurationError
 from cascade.quarantine import drop_quarantined, quarantine_identifier, read_quarantine
 from cascade.spec import INGESTED_AT
@@ -151,7 +151,7 @@ def quarantine_replay(
     asset: AssetArgument, date: DateOption, branch: BranchOption = None, as_json: JsonOption = False
 ) -> None:
     """Re-validate one partition's quarantined rows against the asset now; merge those that pass."""
-    from cascade.replay import replay
+    from cascade import replay
     from cascade_cli.main import fail, print_result
 
     try:

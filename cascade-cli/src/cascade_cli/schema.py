@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import cascade
-from cascade.catalog import table_identifier
+from cascade import table_identifier
 from cascade.errors import CascadeError
 from cascade.evolution import Allow, Column, TableDiff, apply_asset, diff_asset
 

@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.text import Text
 
 import cascade
-from cascade.catalog import open_catalog, table_identifier
+from cascade import open_catalog, table_identifier
 from cascade.coverage import STATES, AssetStatus, State, parse_since, table_status
 from cascade.errors import CascadeError, ConfigurationError
 

@@ -22,8 +22,8 @@ _EXPORTS: dict[str, str] = {
     "INGESTED_AT": "cascade.spec",
     "RunContext": "cascade.context",
     "HttpPolicy": "cascade.http_policy",
-    "http_session": "cascade.http",
-    "rest_api_source": "cascade.http",
+    "http_session": "cascade.sources",
+    "rest_api_source": "cascade.sources",
     # hook plugins
     "hookimpl": "cascade.plugins",
     "register_hooks": "cascade.plugins",
@@ -40,17 +40,17 @@ _EXPORTS: dict[str, str] = {
     "BRANCH_TAG": "cascade.runner",
     "SNAPSHOT_TAG_PREFIX": "cascade.runner",
     "IngestionResult": "cascade.results",
-    "replay": "cascade.replay",
+    "replay": "cascade.quarantine_replay",
     "merge_into": "cascade.merge",
     "MergeOutcome": "cascade.merge",
-    "conform": "cascade.conform",
+    "conform": "cascade.conformance",
     "configure_logging": "cascade.logs",
     # catalogs, tables and branches
     "open_catalog": "cascade.catalog",
-    "table_identifier": "cascade.catalog",
+    "table_identifier": "cascade.naming",
     "load_or_create_table": "cascade.catalog",
     "branches": "cascade.catalog",
-    "check_branch_name": "cascade.catalog",
+    "check_branch_name": "cascade.naming",
     "sqlite_file": "cascade.catalog",
     "storage_endpoint": "cascade.catalog",
     "load_table": "cascade.tables",
@@ -238,17 +238,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from cascade import hookspecs, testing
-    from cascade.catalog import (
-        branches,
-        check_branch_name,
-        load_or_create_table,
-        open_catalog,
-        sqlite_file,
-        storage_endpoint,
-        table_identifier,
-    )
+    from cascade.catalog import branches, load_or_create_table, open_catalog, sqlite_file, storage_endpoint
     from cascade.config import CascadeConfig, load_config
-    from cascade.conform import conform
+    from cascade.conformance import conform
     from cascade.context import RunContext
     from cascade.coverage import STATES, AssetStatus, State, parse_since, table_status
     from cascade.errors import (
@@ -278,20 +270,21 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from cascade.evolution import Allow, Column, TableDiff, apply_asset, diff_asset
-    from cascade.http import http_session, rest_api_source
     from cascade.http_policy import HttpPolicy
     from cascade.ingestion import CascadeAsset, cascade_ingestion
     from cascade.logs import configure_logging
     from cascade.maintenance import MaintenanceReport, maintain
     from cascade.maintenance_policy import MaintenancePolicy, parse_duration, parse_size
     from cascade.merge import MergeOutcome, merge_into
+    from cascade.naming import check_branch_name, table_identifier
     from cascade.plugins import hookimpl, register_hooks, unregister_hooks
     from cascade.quarantine import drop_quarantined, quarantine_identifier, read_quarantine
+    from cascade.quarantine_replay import replay
     from cascade.redaction import redact, redact_values, redacted_traceback
     from cascade.registry import Discovery, discover, registry
-    from cascade.replay import replay
     from cascade.results import IngestionResult
     from cascade.runner import BRANCH_TAG, MAIN, SNAPSHOT_TAG_PREFIX, resolve_branch, run
+    from cascade.sources import http_session, rest_api_source
     from cascade.spec import INGESTED_AT, AssetSpec
     from cascade.staging import leftover_pipelines
     from cascade.tables import (

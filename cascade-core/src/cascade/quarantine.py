@@ -31,7 +31,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.types import NestedField, StringType, TimestamptzType
 
-from cascade.conform import (
+from cascade.conformance import (
     EXAMPLE_ROWS,
     OFFENDER_SLICE,
     _casts,
@@ -136,7 +136,7 @@ def refused_rows(refused: Iterable[RefusedRecord]) -> list[InvalidRow]:
 def split_unconvertible(batch: pa.Table, schema: Schema, keys: tuple[str, ...]) -> tuple[pa.Table, list[InvalidRow]]:
     """Take out the rows whose values cannot be cast exactly to ``schema`` (Arrow and pandas sources).
 
-    A column whose type can never be cast is left for :func:`cascade.conform.conform` to refuse:
+    A column whose type can never be cast is left for :func:`cascade.conformance.conform` to refuse:
     that is a schema mistake, not a bad row.
     """
     target = arrow_schema(schema)
@@ -247,7 +247,7 @@ def split_batch(
     batch, unconvertible = split_unconvertible(staged, spec.table_schema, spec.unique_key)
     rows = conform(batch, spec.table_schema, where=where, keys=spec.unique_key)
     reject_null_keys(rows, spec.unique_key, where=where)
-    model = spec.validation_schema if spec.validate else None
+    model = spec.validation_model()
     rows, failing = split_failing(rows, model, spec.unique_key)
     return rows, [*refused_rows(refused), *unconvertible, *failing]
 

@@ -14,7 +14,7 @@ Three things dlt would otherwise decide for us, each of which changed values:
   after staging.
 
 Arrow tables and pandas frames pass through dlt untouched, so they are only numbered; their
-types are checked when the batch is conformed (:mod:`cascade.conform`).
+types are checked when the batch is conformed (:mod:`cascade.conformance`).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from pyiceberg.types import (
 )
 
 from cascade.errors import SchemaMismatchError
+from cascade.naming import normalized_name
 
 SEQUENCE = "_cascade_seq"
 NONFINITE = "_cascade_nonfinite"
@@ -67,13 +68,6 @@ INTEGER_RANGE: dict[type[IcebergType], tuple[int, int]] = {
 
 Check = Callable[[Any], str | None]
 """Returns why a (non-null) value cannot be stored unchanged in its column, or ``None`` if it can."""
-
-
-def normalized_name(name: str) -> str:
-    """The column name dlt gives a source field (dlt's default ``snake_case`` naming)."""
-    from dlt.common.normalizers.naming.snake_case import NamingConvention
-
-    return str(NamingConvention().normalize_identifier(name))
 
 
 def column_hints(schema: Schema) -> dict[str, dict[str, Any]]:

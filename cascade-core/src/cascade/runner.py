@@ -27,18 +27,16 @@ from pyiceberg.table import Table
 
 from cascade.audit import AuditOutcome, audit_branch_name, audit_with, wants_audit, write_audit_publish
 from cascade.catalog import (
-    check_branch_name,
     describe_catalog,
     ensure_branch,
     ensure_table,
     first_line,
     open_catalog,
     storage_endpoint,
-    table_identifier,
     writer_lock,
 )
 from cascade.config import CascadeConfig, load_config
-from cascade.conform import conform, reject_null_keys
+from cascade.conformance import conform, reject_null_keys
 from cascade.context import RunContext, running
 from cascade.errors import (
     AssetDefinitionError,
@@ -59,7 +57,9 @@ from cascade.errors import (
 from cascade.evolution import check_diff, diff_table, evolve_table
 from cascade.faults import crash_point
 from cascade.ingestion import REPLACE_NEEDS_A_DAY, CascadeAsset
+from cascade.logger import log
 from cascade.merge import MergeOutcome, MergePlan, PartitionReplace, merge_into
+from cascade.naming import check_branch_name, table_identifier
 from cascade.plugins import hooks
 from cascade.quarantine import (
     InvalidRow,
@@ -99,7 +99,7 @@ from cascade.staging import (
     stream_staged,
     underlying_errors,
 )
-from cascade.telemetry import configure_from_environment, log, record_failure, record_rows, traced
+from cascade.telemetry import configure_from_environment, record_failure, record_rows, traced
 from cascade.validation import ValidationReport, raise_for_report, unique_columns, validate_batch
 
 BRANCH_TAG = "cascade/branch"
@@ -320,7 +320,7 @@ def validate_and_merge_in_chunks(
 def check_unique_across_chunks(resolved: ResolvedRun, staged: StagedFiles, keys: BatchKeys) -> None:
     """A Pandera ``unique`` check answered for the whole batch, not chunk by chunk."""
     spec = resolved.asset.spec
-    model = spec.validation_schema if spec.validate else None
+    model = spec.validation_model()
     failed = []
     for column in unique_columns(model):
         if (column,) == spec.unique_key:
@@ -522,7 +522,7 @@ def validate(resolved: ResolvedRun, staged: pa.Table) -> tuple[pa.Table, Validat
     spec = resolved.asset.spec
     rows = conform(staged, spec.table_schema, where=resolved.where, keys=spec.unique_key)
     reject_null_keys(rows, spec.unique_key, where=resolved.where)
-    model = spec.validation_schema if spec.validate else None
+    model = spec.validation_model()
     report = validate_batch(rows, model)
     hooks().after_validation(resolved.context, report)
     raise_for_report(report, asset=spec.name, partition=resolved.partition)
@@ -546,7 +546,7 @@ def validate_quarantining(
     """Split off the invalid rows, validate the rest, and fail when too much of the partition is invalid."""
     spec = resolved.asset.spec
     rows, invalid = split_batch(staged, spec, where=resolved.where, refused=refused)
-    report = validate_batch(rows, spec.validation_schema if spec.validate else None)
+    report = validate_batch(rows, spec.validation_model())
     hooks().after_validation(resolved.context, report)
     raise_for_report(report, asset=spec.name, partition=resolved.partition)
     tally = InvalidTally()

@@ -11,8 +11,7 @@ import dagster as dg
 from croniter import croniter
 
 import cascade
-from cascade import AssetSpec, CascadeAsset, CascadeConfig, IngestionResult
-from cascade.catalog import open_catalog, table_identifier
+from cascade import AssetSpec, CascadeAsset, CascadeConfig, IngestionResult, open_catalog, table_identifier
 from cascade.errors import CascadeError, ConfigurationError, PluginLoadError, ValidationError
 from cascade.logs import configure_logging
 from cascade.redaction import redact

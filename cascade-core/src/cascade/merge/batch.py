@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.schema import Schema
 
-from cascade.conform import conform, reject_null_keys
+from cascade.conformance import conform, reject_null_keys
 
 POSITION = "__cascade_position"
 OTHER_POSITION = "__cascade_other_position"
