@@ -393,11 +393,21 @@ def _resources(source: Any) -> Iterator[Any]:
 def restore_source_order(batch: pa.Table) -> pa.Table:
     """The staged rows in the order the source yielded them, non-finite floats put back."""
     if SEQUENCE in batch.column_names:
-        order = pc.sort_indices(batch.column(SEQUENCE))
-        batch = batch.take(order).drop_columns([SEQUENCE])
+        sequence = batch.column(SEQUENCE)
+        if not in_order(sequence):  # dlt keeps the order within a file: the common case copies nothing
+            batch = batch.take(pc.sort_indices(sequence))
+        batch = batch.drop_columns([SEQUENCE])
     if NONFINITE in batch.column_names:
         batch = _put_back_nonfinite(batch)
     return batch
+
+
+def in_order(values: pa.ChunkedArray) -> bool:
+    """Whether the values strictly increase (no nulls)."""
+    if len(values) < 2:
+        return True
+    later = pc.greater(values.slice(1), values.slice(0, len(values) - 1))
+    return bool(pc.all(later).as_py()) and values.null_count == 0
 
 
 def _put_back_nonfinite(batch: pa.Table) -> pa.Table:

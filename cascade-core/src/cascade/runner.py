@@ -513,7 +513,7 @@ def stage_batch(resolved: ResolvedRun, pipeline: Any) -> StagedFiles:
 
 def stamped(resolved: ResolvedRun, rows: pa.Table) -> pa.Table:
     """``rows`` with this run's ``_cascade_ingested_at`` (whatever the source sent in its place)."""
-    stamp = pa.array([resolved.ingested_at] * rows.num_rows, pa.timestamp("us", tz="UTC"))
+    stamp = pa.repeat(pa.scalar(resolved.ingested_at, pa.timestamp("us", tz="UTC")), rows.num_rows)
     return rows.drop_columns([c for c in (INGESTED_AT,) if c in rows.column_names]).append_column(INGESTED_AT, stamp)
 
 
