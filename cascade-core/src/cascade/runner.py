@@ -102,6 +102,7 @@ from cascade.staging import (
 from cascade.telemetry import configure_from_environment, record_failure, record_rows, traced
 from cascade.validation import ValidationReport, raise_for_report, unique_columns, validate_batch
 
+WORKING_COPIES = 4  # a batch's rows are held about this many times over while conformed, validated and written
 BRANCH_TAG = "cascade/branch"
 # A run tag ``cascade/snapshot/<key>`` becomes snapshot summary property ``<key>`` (orchestrator run ids).
 SNAPSHOT_TAG_PREFIX = "cascade/snapshot/"
@@ -226,7 +227,9 @@ def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionRe
         with traced("stage", timings, **where) as span:
             staged = stage_batch(resolved, pipeline)
             # quarantine and write-audit-publish hold the day whole (not yet streamed)
-            whole = staged.memory_bytes <= resolved.config.max_batch_bytes or refused is not None or audit
+            whole = (
+                staged.memory_bytes * WORKING_COPIES <= resolved.config.max_batch_bytes or refused is not None or audit
+            )
             batch = hooks().after_extract(resolved.context, stamped(resolved, read_staged(staged))) if whole else None
             rows_out = batch.num_rows if batch is not None else staged.rows
             span.set_attributes({"cascade.rows_out": rows_out, "cascade.bytes_staged": staged.bytes_staged})
@@ -291,7 +294,7 @@ def validate_and_merge_in_chunks(
     with traced("validate", timings, rows_in=staged.rows, **where):
         keys = batch_keys(staged.files, spec.unique_key)
         check_unique_across_chunks(resolved, staged, keys)
-    chunk_rows = max(1, staged.rows * resolved.config.max_batch_bytes // max(1, staged.memory_bytes))
+    chunk_rows = max(1, staged.rows * resolved.config.max_batch_bytes // max(1, staged.memory_bytes * WORKING_COPIES))
     reports: list[ValidationReport] = []
     validating = 0.0
 
