@@ -141,73 +141,98 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from cascade import hookspecs, testing
-    from cascade.catalog import (
-        branches,
-        check_branch_name,
-        load_or_create_table,
-        open_catalog,
-        sqlite_file,
-        storage_endpoint,
-        table_identifier,
-    )
-    from cascade.config import CascadeConfig, load_config
-    from cascade.conform import conform
-    from cascade.context import RunContext
-    from cascade.coverage import STATES, AssetStatus, State, parse_since, table_status
-    from cascade.errors import (
-        AssetDefinitionError,
-        CascadeError,
-        CatalogError,
-        CommitVetoedError,
-        ConfigurationError,
-        CorruptCatalogError,
-        DuplicateAssetError,
-        FailedCheck,
-        HookError,
-        MergeConflictError,
-        NullKeyError,
-        PluginLoadError,
-        RunError,
-        RunTimeoutError,
-        SchemaEvolutionError,
-        SchemaMismatchError,
-        SourceError,
-        StagingError,
-        StorageError,
-        TerminalError,
-        TransientError,
-        TransientSourceError,
-        UnknownAssetError,
-        ValidationError,
-    )
-    from cascade.evolution import Allow, Column, TableDiff, apply_asset, diff_asset
-    from cascade.http import HttpPolicy, http_session, rest_api_source
-    from cascade.ingestion import CascadeAsset, cascade_ingestion
-    from cascade.logs import configure_logging
-    from cascade.maintenance import MaintenanceReport, maintain
-    from cascade.maintenance_policy import MaintenancePolicy, parse_duration, parse_size
-    from cascade.merge import MergeOutcome, merge_into
-    from cascade.plugins import hookimpl, register_hooks, unregister_hooks
-    from cascade.quarantine import drop_quarantined, quarantine_identifier, read_quarantine
-    from cascade.redaction import redact, redact_values, redacted_traceback
-    from cascade.registry import Discovery, discover, registry
-    from cascade.replay import replay
-    from cascade.results import IngestionResult
-    from cascade.runner import BRANCH_TAG, MAIN, SNAPSHOT_TAG_PREFIX, resolve_branch, run
-    from cascade.spec import INGESTED_AT, AssetSpec
-    from cascade.staging import leftover_pipelines
-    from cascade.tables import (
-        SnapshotRecord,
-        TableSummary,
-        all_tables,
-        ancestry,
-        create_branch,
-        drop_branch,
-        history,
-        ingested_partitions,
-        load_table,
-        parse_identifier,
-        publish_branch,
-        summarize,
-    )
+    # `X as X`: an explicit re-export, which mypy (strict) and ruff (F401) read; __all__ is computed
+    from cascade import hookspecs as hookspecs
+    from cascade import testing as testing
+    from cascade.catalog import branches as branches
+    from cascade.catalog import check_branch_name as check_branch_name
+    from cascade.catalog import load_or_create_table as load_or_create_table
+    from cascade.catalog import open_catalog as open_catalog
+    from cascade.catalog import sqlite_file as sqlite_file
+    from cascade.catalog import storage_endpoint as storage_endpoint
+    from cascade.catalog import table_identifier as table_identifier
+    from cascade.config import CascadeConfig as CascadeConfig
+    from cascade.config import load_config as load_config
+    from cascade.conform import conform as conform
+    from cascade.context import RunContext as RunContext
+    from cascade.coverage import STATES as STATES
+    from cascade.coverage import AssetStatus as AssetStatus
+    from cascade.coverage import State as State
+    from cascade.coverage import parse_since as parse_since
+    from cascade.coverage import table_status as table_status
+    from cascade.errors import AssetDefinitionError as AssetDefinitionError
+    from cascade.errors import CascadeError as CascadeError
+    from cascade.errors import CatalogError as CatalogError
+    from cascade.errors import CommitVetoedError as CommitVetoedError
+    from cascade.errors import ConfigurationError as ConfigurationError
+    from cascade.errors import CorruptCatalogError as CorruptCatalogError
+    from cascade.errors import DuplicateAssetError as DuplicateAssetError
+    from cascade.errors import FailedCheck as FailedCheck
+    from cascade.errors import HookError as HookError
+    from cascade.errors import MergeConflictError as MergeConflictError
+    from cascade.errors import NullKeyError as NullKeyError
+    from cascade.errors import PluginLoadError as PluginLoadError
+    from cascade.errors import RunError as RunError
+    from cascade.errors import RunTimeoutError as RunTimeoutError
+    from cascade.errors import SchemaEvolutionError as SchemaEvolutionError
+    from cascade.errors import SchemaMismatchError as SchemaMismatchError
+    from cascade.errors import SourceError as SourceError
+    from cascade.errors import StagingError as StagingError
+    from cascade.errors import StorageError as StorageError
+    from cascade.errors import TerminalError as TerminalError
+    from cascade.errors import TransientError as TransientError
+    from cascade.errors import TransientSourceError as TransientSourceError
+    from cascade.errors import UnknownAssetError as UnknownAssetError
+    from cascade.errors import ValidationError as ValidationError
+    from cascade.evolution import Allow as Allow
+    from cascade.evolution import Column as Column
+    from cascade.evolution import TableDiff as TableDiff
+    from cascade.evolution import apply_asset as apply_asset
+    from cascade.evolution import diff_asset as diff_asset
+    from cascade.http import HttpPolicy as HttpPolicy
+    from cascade.http import http_session as http_session
+    from cascade.http import rest_api_source as rest_api_source
+    from cascade.ingestion import CascadeAsset as CascadeAsset
+    from cascade.ingestion import cascade_ingestion as cascade_ingestion
+    from cascade.logs import configure_logging as configure_logging
+    from cascade.maintenance import MaintenanceReport as MaintenanceReport
+    from cascade.maintenance import maintain as maintain
+    from cascade.maintenance_policy import MaintenancePolicy as MaintenancePolicy
+    from cascade.maintenance_policy import parse_duration as parse_duration
+    from cascade.maintenance_policy import parse_size as parse_size
+    from cascade.merge import MergeOutcome as MergeOutcome
+    from cascade.merge import merge_into as merge_into
+    from cascade.plugins import hookimpl as hookimpl
+    from cascade.plugins import register_hooks as register_hooks
+    from cascade.plugins import unregister_hooks as unregister_hooks
+    from cascade.quarantine import drop_quarantined as drop_quarantined
+    from cascade.quarantine import quarantine_identifier as quarantine_identifier
+    from cascade.quarantine import read_quarantine as read_quarantine
+    from cascade.redaction import redact as redact
+    from cascade.redaction import redact_values as redact_values
+    from cascade.redaction import redacted_traceback as redacted_traceback
+    from cascade.registry import Discovery as Discovery
+    from cascade.registry import discover as discover
+    from cascade.registry import registry as registry
+    from cascade.replay import replay as replay
+    from cascade.results import IngestionResult as IngestionResult
+    from cascade.runner import BRANCH_TAG as BRANCH_TAG
+    from cascade.runner import MAIN as MAIN
+    from cascade.runner import SNAPSHOT_TAG_PREFIX as SNAPSHOT_TAG_PREFIX
+    from cascade.runner import resolve_branch as resolve_branch
+    from cascade.runner import run as run
+    from cascade.spec import INGESTED_AT as INGESTED_AT
+    from cascade.spec import AssetSpec as AssetSpec
+    from cascade.staging import leftover_pipelines as leftover_pipelines
+    from cascade.tables import SnapshotRecord as SnapshotRecord
+    from cascade.tables import TableSummary as TableSummary
+    from cascade.tables import all_tables as all_tables
+    from cascade.tables import ancestry as ancestry
+    from cascade.tables import create_branch as create_branch
+    from cascade.tables import drop_branch as drop_branch
+    from cascade.tables import history as history
+    from cascade.tables import ingested_partitions as ingested_partitions
+    from cascade.tables import load_table as load_table
+    from cascade.tables import parse_identifier as parse_identifier
+    from cascade.tables import publish_branch as publish_branch
+    from cascade.tables import summarize as summarize
