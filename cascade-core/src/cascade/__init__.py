@@ -88,6 +88,10 @@ _EXPORTS: dict[str, str] = {
     "quarantine_identifier": "cascade.quarantine",
     "read_quarantine": "cascade.quarantine",
     "drop_quarantined": "cascade.quarantine",
+    "TooManyInvalidRowsError": "cascade.quarantine",
+    # write-audit-publish
+    "PUBLISH_TAG": "cascade.audit",
+    "AuditFailedError": "cascade.audit",
     # secrets
     "redact": "cascade.redaction",
     "redact_values": "cascade.redaction",
@@ -144,6 +148,8 @@ if TYPE_CHECKING:
     # `X as X`: an explicit re-export, which mypy (strict) and ruff (F401) read; __all__ is computed
     from cascade import hookspecs as hookspecs
     from cascade import testing as testing
+    from cascade.audit import PUBLISH_TAG as PUBLISH_TAG
+    from cascade.audit import AuditFailedError as AuditFailedError
     from cascade.catalog import branches as branches
     from cascade.catalog import check_branch_name as check_branch_name
     from cascade.catalog import load_or_create_table as load_or_create_table
@@ -205,6 +211,7 @@ if TYPE_CHECKING:
     from cascade.plugins import hookimpl as hookimpl
     from cascade.plugins import register_hooks as register_hooks
     from cascade.plugins import unregister_hooks as unregister_hooks
+    from cascade.quarantine import TooManyInvalidRowsError as TooManyInvalidRowsError
     from cascade.quarantine import drop_quarantined as drop_quarantined
     from cascade.quarantine import quarantine_identifier as quarantine_identifier
     from cascade.quarantine import read_quarantine as read_quarantine
