@@ -472,7 +472,7 @@ def audit_plugin() -> Iterator[None]:
 
 
 def things_asset(batches: dict[str, list[object]], calls: list[str] | None = None, **policy: object):  # type: ignore[no-untyped-def]
-    """``q.things``: each partition's records from ``batches``; a record that is an exception is raised."""
+    """``q.things``: each partition's records from ``batches``; an exception leading a batch is raised, once."""
 
     @cascade_ingestion(
         table_name="things",
@@ -618,6 +618,7 @@ def test_a_failing_audit_fails_its_check_with_error_and_leaves_main_unchanged(
 ) -> None:
     days = {"2024-05-01": [{"id": "a", "n": 1}], "2024-05-02": [{"id": "b", "n": -7}], "2024-05-03": []}
     audits = {"no_negative": NO_NEGATIVE, "unique_ids": UNIQUE_IDS}
+    # validate=False: the negative row must reach the audit, not fail the Pandera model first
     asset = things_asset(days, publish="audit", audits=audits, max_retries=2, validate=False)
     defs = people_defs(config, asset)
     assert run(defs, instance, "2024-05-01").success
@@ -662,7 +663,7 @@ def test_the_publish_tag_audits_a_direct_asset(
     registry, config: CascadeConfig, instance: dg.DagsterInstance, audit_plugin: None
 ) -> None:
     days = {"2024-05-01": [{"id": "a", "n": -1}], "2024-05-02": [{"id": "b", "n": -2}], "2024-05-03": []}
-    asset = things_asset(days, audits={"no_negative": NO_NEGATIVE}, max_retries=0, validate=False)
+    asset = things_asset(days, audits={"no_negative": NO_NEGATIVE}, max_retries=0, validate=False)  # see above
     defs = people_defs(config, asset)
     checks = ["audit_no_negative", "cascade_audit"]
     assert sorted(s.name for s in defs.get_assets_def(THINGS_KEY).check_specs) == [*checks, "validation"]

@@ -145,17 +145,23 @@ def validation_result(result: IngestionResult, validated: bool) -> dg.AssetCheck
     )
 
 
-def failed_validation(key: dg.AssetKey, error: ValidationError, partition: str) -> dg.AssetCheckResult:
+def error_result(key: dg.AssetKey, name: str, error: Exception, metadata: dict[str, Any]) -> dg.AssetCheckResult:
+    """The check that failed a run: an ERROR described by the run's error."""
     return dg.AssetCheckResult(
-        check_name=VALIDATION_CHECK,
+        check_name=name,
         asset_key=key,
         passed=False,
+        severity=dg.AssetCheckSeverity.ERROR,
         description=str(error),
-        metadata={
-            "partition": partition,
-            "failed_checks": [f"{c.column}: {c.check} ({c.failure_count} rows)" for c in error.failed_checks],
-            "failing_rows": dg.MetadataValue.md(f"```\n{error.failing_rows}\n```"),
-        },
+        metadata=metadata,
+    )
+
+
+def failed_validation(key: dg.AssetKey, error: ValidationError, partition: str) -> dg.AssetCheckResult:
+    failed = [f"{c.column}: {c.check} ({c.failure_count} rows)" for c in error.failed_checks]
+    rows = dg.MetadataValue.md(f"```\n{error.failing_rows}\n```")
+    return error_result(
+        key, VALIDATION_CHECK, error, {"partition": partition, "failed_checks": failed, "failing_rows": rows}
     )
 
 
@@ -202,17 +208,8 @@ def quarantine_result(result: IngestionResult, spec: AssetSpec) -> dg.AssetCheck
 def too_many_invalid(
     key: dg.AssetKey, error: TooManyInvalidRowsError, spec: AssetSpec, partition: str
 ) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        check_name=QUARANTINE_CHECK,
-        asset_key=key,
-        passed=False,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=str(error),
-        metadata={
-            **quarantine_metadata(spec, partition, error.rows_invalid, error.rows_seen, error.failed_checks),
-            "committed": False,
-        },
-    )
+    metadata = quarantine_metadata(spec, partition, error.rows_invalid, error.rows_seen, error.failed_checks)
+    return error_result(key, QUARANTINE_CHECK, error, {**metadata, "committed": False})
 
 
 # --- write-audit-publish ---------------------------------------------------------------------------
@@ -302,11 +299,5 @@ def failed_audits(
 
 def broken_audit_hook(key: dg.AssetKey, error: HookError, partition: str) -> dg.AssetCheckResult:
     """A ``cascade_audit`` implementation raised: the audit could not be judged, so nothing was published."""
-    return dg.AssetCheckResult(
-        check_name=HOOK_AUDIT_CHECK,
-        asset_key=key,
-        passed=False,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=str(error),
-        metadata={"partition": partition, "plugin": error.plugin, "published": False},
-    )
+    metadata = {"partition": partition, "plugin": error.plugin, "published": False}
+    return error_result(key, HOOK_AUDIT_CHECK, error, metadata)
