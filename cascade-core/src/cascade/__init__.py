@@ -88,6 +88,10 @@ _EXPORTS: dict[str, str] = {
     "quarantine_identifier": "cascade.quarantine",
     "read_quarantine": "cascade.quarantine",
     "drop_quarantined": "cascade.quarantine",
+    "TooManyInvalidRowsError": "cascade.quarantine",
+    # write-audit-publish
+    "PUBLISH_TAG": "cascade.audit",
+    "AuditFailedError": "cascade.audit",
     # secrets
     "redact": "cascade.redaction",
     "redact_values": "cascade.redaction",
@@ -126,12 +130,14 @@ __all__ = [
     "BRANCH_TAG",
     "INGESTED_AT",
     "MAIN",
+    "PUBLISH_TAG",
     "SNAPSHOT_TAG_PREFIX",
     "STATES",
     "Allow",
     "AssetDefinitionError",
     "AssetSpec",
     "AssetStatus",
+    "AuditFailedError",
     "CascadeAsset",
     "CascadeConfig",
     "CascadeError",
@@ -165,6 +171,7 @@ __all__ = [
     "TableDiff",
     "TableSummary",
     "TerminalError",
+    "TooManyInvalidRowsError",
     "TransientError",
     "TransientSourceError",
     "UnknownAssetError",
@@ -238,6 +245,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from cascade import hookspecs, testing
+    from cascade.audit import PUBLISH_TAG, AuditFailedError
     from cascade.catalog import branches, load_or_create_table, open_catalog, sqlite_file, storage_endpoint
     from cascade.config import CascadeConfig, load_config
     from cascade.conformance import conform
@@ -278,7 +286,7 @@ if TYPE_CHECKING:
     from cascade.merge import MergeOutcome, merge_into
     from cascade.naming import check_branch_name, table_identifier
     from cascade.plugins import hookimpl, register_hooks, unregister_hooks
-    from cascade.quarantine import drop_quarantined, quarantine_identifier, read_quarantine
+    from cascade.quarantine import TooManyInvalidRowsError, drop_quarantined, quarantine_identifier, read_quarantine
     from cascade.quarantine_replay import replay
     from cascade.redaction import redact, redact_values, redacted_traceback
     from cascade.registry import Discovery, discover, registry

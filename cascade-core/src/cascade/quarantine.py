@@ -65,7 +65,26 @@ QUARANTINE_COLUMNS = tuple(f.name for f in QUARANTINE_SCHEMA.fields)
 
 
 class TooManyInvalidRowsError(RunError, TerminalError):
-    """Under ``on_invalid="quarantine"``, more of the partition was invalid than the asset allows."""
+    """Under ``on_invalid="quarantine"``, more of the partition was invalid than the asset allows.
+
+    ``rows_invalid``, ``rows_seen`` and ``failed_checks`` (each failed check and its count) are
+    the counts of the message, for adapters that report them as values.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        asset: str,
+        partition: str,
+        rows_invalid: int = 0,
+        rows_seen: int = 0,
+        failed_checks: tuple[tuple[str, int], ...] = (),
+    ) -> None:
+        self.rows_invalid = rows_invalid
+        self.rows_seen = rows_seen
+        self.failed_checks = failed_checks
+        super().__init__(message, asset=asset, partition=partition)
 
 
 @dataclass(frozen=True)
@@ -261,6 +280,9 @@ def check_fraction(tally: InvalidTally, spec: AssetSpec, partition: str) -> None
             f"max_invalid_fraction={spec.max_invalid_fraction:g}; nothing was committed (failed checks: {top})",
             asset=spec.name,
             partition=partition,
+            rows_invalid=tally.rows_invalid,
+            rows_seen=tally.rows_seen,
+            failed_checks=tuple(sorted(tally.checks.items())),
         )
 
 
