@@ -299,7 +299,7 @@ def validate_and_merge_in_chunks(
     spec = resolved.asset.spec
     where = {"asset": spec.name, "table": resolved.identifier}
     with traced("validate", timings, rows_in=staged.rows, **where):
-        keys = batch_keys(staged.files, spec.unique_key)
+        keys = batch_keys(staged.files, spec.unique_key, keep_keys=replacing is not None)
         check_unique_across_chunks(resolved, staged, keys)
     chunk_rows = max(1, staged.rows * resolved.config.max_batch_bytes // max(1, staged.memory_bytes * WORKING_COPIES))
     reports: list[ValidationReport] = []
