@@ -453,6 +453,10 @@ def batch_keys(files: Sequence[str], keys: tuple[str, ...], *, keep_keys: bool =
 
     if not files:
         return BatchKeys(pa.table({k: pa.array([]) for k in keys}), pa.array([], pa.int64()), 0)
+    if not keep_keys:
+        rows = sum(pq.ParquetFile(path).metadata.num_rows for path in files)
+        if sorted_keys_distinct(files, keys, rows):
+            return BatchKeys(pa.table({k: pa.array([]) for k in keys}), pa.array([], pa.int64()), rows)
     read = pa.concat_tables([pq.read_table(path, columns=list(keys)) for path in files], promote_options="permissive")
     if all_distinct(read, keys):
         return BatchKeys(read if keep_keys else read.slice(0, 0), pa.array([], pa.int64()), read.num_rows)
@@ -475,12 +479,38 @@ def batch_keys(files: Sequence[str], keys: tuple[str, ...], *, keep_keys: bool =
     return BatchKeys(kept, superseded, numbered.num_rows, repeated_rows, examples)
 
 
+KEY_READ_ROWS = 1 << 18  # key values read at a time while filling the array that is sorted
 # key types whose values compare as integers of this type (the rest are grouped by hash)
 SORTABLE_AS = {
     pa.timestamp("us").id: pa.int64(),
     pa.date32().id: pa.int32(),
     pa.date64().id: pa.int64(),
 }
+
+
+def sorted_keys_distinct(files: Sequence[str], keys: tuple[str, ...], rows: int) -> bool:
+    """True when a single integer-like key, read file by file into one array and sorted in place,
+    holds no value twice; False when it does, or when the key is not of that kind (or has nulls)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    if len(keys) != 1:
+        return False
+    kind = pq.read_schema(files[0]).field(keys[0]).type
+    as_integers = kind if pa.types.is_integer(kind) else SORTABLE_AS.get(kind.id)
+    if as_integers is None:
+        return False
+    ordered = np.empty(rows, dtype=as_integers.to_pandas_dtype())
+    filled = 0
+    for path in files:
+        for piece in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=KEY_READ_ROWS, columns=list(keys)):
+            column = piece.column(0)
+            if column.null_count or column.type != kind or filled + len(column) > rows:
+                return False
+            ordered[filled : filled + len(column)] = column.cast(as_integers).to_numpy(zero_copy_only=False)
+            filled += len(column)
+    ordered.sort()
+    return filled == rows and not bool((ordered[1:] == ordered[:-1]).any())
 
 
 def all_distinct(rows: pa.Table, keys: tuple[str, ...]) -> bool:

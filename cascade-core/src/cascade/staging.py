@@ -156,7 +156,7 @@ def stream_staged(staged: StagedFiles, chunk_rows: int, superseded: pa.Array) ->
     the chunks no longer matters for "the last record wins".
     """
     for path in staged.files:
-        for record_batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+        for record_batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=chunk_rows):
             chunk = pa.Table.from_batches([record_batch])
             if len(superseded) and SEQUENCE in chunk.column_names:
                 chunk = chunk.filter(pc.invert(pc.is_in(chunk.column(SEQUENCE), value_set=superseded)))
