@@ -1,46 +1,36 @@
 """``cascade status`` and ``cascade backfill --missing/--failed`` on the planted history (``tests/planted.py``).
 
-In process with typer's ``CliRunner`` (plain characters: not a terminal), and once in a pty
-(colour and box glyphs), judged at a fixed ``--now`` relative to today's commit.
+In process, judged at a fixed ``--now`` relative to today's commit: in a pipe (plain characters),
+and as on a terminal (``FORCE_COLOR``: colour and box glyphs; a real pty is tested in
+``tests/e2e/test_console_script.py``).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
-import select
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-import structlog
-from typer.testing import CliRunner
 
 from cascade import CascadeConfig
 from cascade.catalog import open_catalog
-from cascade.registry import Registry
-from cascade_cli.main import app
+from tests.conftest import invoke_cli
 from tests.planted import FRESH, LATE, OVERDUE, TABLE, Planted, plant, runlog
 
 __all__ = ["runlog"]
 
 
 @pytest.fixture
-def planted(tmp_path: Path, config: CascadeConfig, registry: Registry, runlog: None, monkeypatch) -> Planted:
+def planted(cli, tmp_path: Path, config: CascadeConfig, runlog: None, monkeypatch: pytest.MonkeyPatch) -> Planted:  # type: ignore[no-untyped-def]
     (tmp_path / "cascade.toml").write_text('[cascade]\nhome = "cascade"\n')
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CASCADE_DISABLE_PLUGIN_AUTOLOAD", "1")
     return plant(config)
 
 
-def invoke(*args: str) -> tuple[int, str, str]:
-    structlog.reset_defaults()
-    result = CliRunner().invoke(app, list(args))
-    structlog.reset_defaults()
-    return result.exit_code, result.stdout, result.stderr
+def invoke(*args: str, env: dict[str, str | None] | None = None) -> tuple[int, str, str]:
+    done = invoke_cli(*args, env=env)
+    return done.exit_code, done.stdout, done.stderr
 
 
 def status_json(planted: Planted, seconds: int, *extra: str) -> tuple[int, dict]:
@@ -118,49 +108,12 @@ def test_calendar_in_a_pipe_is_plain_text(planted: Planted) -> None:
     )
 
 
-def test_calendar_in_a_terminal_has_colour(planted: Planted, tmp_path: Path) -> None:
-    script = (
-        "import datetime as dt, sys\n"
-        "from tests.planted import make_asset\n"
-        f"make_asset(dt.date.fromisoformat({planted.today.isoformat()!r}), set())\n"
-        "from cascade_cli.main import main\n"
-        f"sys.argv = ['cascade', 'status', 'planted', '--weeks', '3', '--now', {planted.at(OVERDUE).isoformat()!r}]\n"
-        "main()\n"
-    )
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-        "CASCADE_BLOCKED_PLUGINS": "cascade-testplugin-broken,cascade-runlog",
-        "TERM": "xterm-256color",
-        "COLUMNS": "120",
-    }
-    env.pop("NO_COLOR", None)
-    main, child = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-c", script], cwd=tmp_path, env=env, stdin=child, stdout=child, stderr=child
-    )
-    os.close(child)
-    screen = b""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([main], [], [], 1)
-        if ready:
-            try:
-                chunk = os.read(main, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            screen += chunk
-        elif process.poll() is not None:
-            break
-    process.wait(timeout=30)
-    os.close(main)
-    text = screen.decode(errors="replace")
-    assert process.returncode == 1, text[-2000:]  # overdue: past the fail window
-    assert "\x1b[" in text  # colour
-    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+def test_calendar_on_a_terminal_has_colour(planted: Planted) -> None:
+    terminal = {"FORCE_COLOR": "1", "TERM": "xterm-256color", "NO_COLOR": None, "COLUMNS": "120"}
+    code, text, _ = invoke("status", "planted", "--weeks", "3", "--now", planted.at(OVERDUE).isoformat(), env=terminal)
+    assert code == 1, text  # overdue: past the fail window
     assert "\x1b[32m■" in text and "\x1b[33m■" in text and "\x1b[1;31m■" in text  # committed, late, failed
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
     assert "    ■ committed  ■ late  ■ failed  □ missing  · future" in plain
     assert f"overdue: newest partition {planted.day(0)} committed 3 min ago (fail after 0.04 h)" in plain
 
