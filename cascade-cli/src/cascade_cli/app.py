@@ -103,7 +103,19 @@ def _is_click_control(error: Exception) -> bool:
     return any(kind.__module__.split(".")[0] in ("click", "typer") for kind in type(error).__mro__)
 
 
-class CascadeGroup(TyperGroup):
+class _BoolHelp:
+    """An absent ``--help`` defaults to None, which Typer (0.20 and later) converts through pydantic:
+    0.2-0.4 s of imports in every ``cascade CMD --help`` and in commands with only flags (``list``).
+    Its default False is a bool, which Typer takes as it is."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None and option.default is None:
+            option.default = False
+        return option
+
+
+class CascadeGroup(_BoolHelp, TyperGroup):
     """The one error path: whatever a command raises becomes one line on stderr and an exit code."""
 
     def invoke(self, ctx: Any) -> Any:  # a click Context (of the click that Typer uses)
@@ -114,16 +126,8 @@ class CascadeGroup(TyperGroup):
                 raise
             raise typer.Exit(report_failure(error, session(ctx))) from error
 
-    def get_help_option(self, ctx: Any) -> Any:
-        # An absent --help of a group (``cascade run --help``) defaults to None, which Typer >= 0.20
-        # converts through pydantic: 0.3 s of imports before the subcommand's help. A bool skips that.
-        option = super().get_help_option(ctx)
-        if option is not None and option.default is None:
-            option.default = False
-        return option
 
-
-class CascadeCommand(TyperCommand):
+class CascadeCommand(_BoolHelp, TyperCommand):
     """A command that starts the process (:meth:`Session.start`) only when it really runs."""
 
     def invoke(self, ctx: Any) -> Any:  # a click Context (of the click that Typer uses)
