@@ -168,7 +168,8 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """A short smoke run of every benchmark under bench/ (figures printed, no timing asserted).
 
-    For the real figures: ``python bench/merge.py``, ``python bench/e2e.py`` and ``python bench/history.py`` (minutes).
+    For the real figures: ``python bench/merge.py``, ``python bench/e2e.py`` and ``python bench/history.py`` (minutes),
+    ``python bench/startup.py`` (seconds).
     """
     install_workspace(session)
     session.run("python", "bench/merge.py", "--smoke", "--methods", "cascade", "upsert", "append", "parquet")
@@ -177,3 +178,4 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/history.py", "--smoke")
     session.run("python", "bench/status.py", "--days", "30", "--repeat", "1")
     session.run("python", "bench/concurrency.py", "--writers", "1", "2", "--batches", "2")  # needs .ci/postgres
+    session.run("python", "bench/startup.py", "--repeat", "3")
