@@ -177,6 +177,10 @@ def invoke_cli(*args: str, env: Mapping[str, str | None] | None = None) -> Invoc
     """``cascade ARGS`` in this process, as if in a fresh one: what the command sets up for its process
     (environment variables, logging) is undone afterwards. ``env`` adds to (None: removes from) the
     environment for this command only."""
+    settings = {**os.environ, **{k: v for k, v in (env or {}).items() if v is not None}}
+    assert settings.get("OTEL_TRACES_EXPORTER", "none") in ("", "none"), (
+        "an exporter in process would set OpenTelemetry's provider for the rest of the session: use cascade_cli"
+    )
     runner = CliRunner(**_SEPARATE_STDERR)
     with process_state_restored():
         done = runner.invoke(app, list(args), env={"COLUMNS": "200", **(env or {})}, catch_exceptions=False)

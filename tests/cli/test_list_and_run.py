@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
+import sys
 from pathlib import Path
 
 import pytest
+import structlog
 
+import cascade
 from cascade_github.server import sample_events
 from tests.conftest import GITHUB_TOKEN, NIGHTSCOUT_TOKEN, SHARED
 
@@ -82,3 +87,16 @@ def test_github_plugin_lists_and_runs(cli, github) -> None:  # type: ignore[no-u
     done = cli("run", "events", "--date", "2024-05-02", "--json", env=env)
     assert done.json()["rows_inserted"] == 5
     assert GITHUB_TOKEN not in done.output
+
+
+def test_a_command_in_process_leaves_this_process_as_it_found_it(cli) -> None:  # type: ignore[no-untyped-def]
+    """What the command sets up as the application (logging, streams, environment) is undone."""
+    environment, streams = dict(os.environ), (sys.stdout, sys.stderr)
+    structlog_configured = structlog.is_configured()
+    handlers = {name: list(logging.getLogger(name).handlers) for name in ("", "dlt", "pyiceberg")}
+    assert cli("demo", "--days", "1").exit_code == 0  # the demo sets NIGHTSCOUT_URL for its runs
+    assert dict(os.environ) == environment and "NIGHTSCOUT_URL" not in os.environ
+    assert (sys.stdout, sys.stderr) == streams
+    assert structlog.is_configured() == structlog_configured
+    assert {name: list(logging.getLogger(name).handlers) for name in handlers} == handlers
+    assert "glucose" in {a.spec.name for a in cascade.registry().assets()}  # discovered into this test's registry
