@@ -65,11 +65,22 @@ def lock_file(lock: str) -> str:
 
 
 def install_workspace(session: nox.Session, lock: str = "latest") -> None:
-    """Every package editable, pinned by ``lock``; the test plugins as real (non-editable) packages."""
-    session.install("-r", WORKSPACE, "-c", lock_file(lock))
+    """Every package editable, pinned by ``lock``; the test plugins as real (non-editable) packages.
+
+    Bytecode is compiled at install, as pip does: where ``PYTHONDONTWRITEBYTECODE`` is set (CI
+    images often set it) every interpreter the tests start would otherwise compile dlt, pyiceberg
+    and pandera from source again (``import dlt`` 3.9 s instead of 1.2 s here).
+    """
+    session.install("--compile-bytecode", "-r", WORKSPACE, "-c", lock_file(lock))
     session.install(
-        "--reinstall-package", "cascade-testplugin", "--reinstall-package", "cascade-testplugin-broken", *TEST_PLUGINS
+        "--compile-bytecode",
+        "--reinstall-package",
+        "cascade-testplugin",
+        "--reinstall-package",
+        "cascade-testplugin-broken",
+        *TEST_PLUGINS,
     )
+    session.run("python", "-m", "compileall", "-q", *(f"{package}/src" for package in PACKAGES), silent=True)
 
 
 def run_suite(session: nox.Session, lock: str, *selection: str, env: dict[str, str] | None = None) -> None:

@@ -74,7 +74,7 @@ def build(home: Path, days: int, gap_every: int, fail_every: int) -> tuple[int, 
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from cascade_runlog.plugin import RUNS_SCHEMA, RUNS_TABLE
+    from cascade_runlog.plugin import RUNS_TABLE, runs_schema
     from pyiceberg.table.snapshots import Operation, Snapshot, Summary
     from pyiceberg.table.update import AddSnapshotUpdate, AssertRefSnapshotId, SetSnapshotRefUpdate
 
@@ -124,7 +124,7 @@ def build(home: Path, days: int, gap_every: int, fail_every: int) -> tuple[int, 
     guard = AssertRefSnapshotId(snapshot_id=root.snapshot_id, ref="main")  # type: ignore[call-arg]
     table._do_commit(updates=tuple(updates), requirements=(guard,))
 
-    runs = load_or_create_table(catalog, RUNS_TABLE, RUNS_SCHEMA)
+    runs = load_or_create_table(catalog, RUNS_TABLE, runs_schema())
     plain = pa.schema([pa.field(f.name, f.type) for f in runs.schema().as_arrow()])  # add_files wants no field ids
     folder = home / "runlog-files"
     folder.mkdir()

@@ -1,4 +1,5 @@
-"""The Dagster adapter in process: branch runs, run bounds, translator parity, checks, backfills, loading."""
+"""The Dagster adapter in process: branch runs, run bounds, translator parity, checks, backfills, loading,
+quarantine and write-audit-publish checks."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import DateType, LongType, NestedField, StringType
 
+import cascade_testplugin.hooks as recorded
 from cascade import CascadeConfig, cascade_ingestion
 from cascade.catalog import open_catalog
 from cascade.errors import ConfigurationError, UnknownAssetError
@@ -446,3 +448,244 @@ def test_publish_job_materializes_what_the_branch_brought(
     ]
     assert instance.get_materialized_partitions(GLUCOSE_KEY) == {"2024-05-01", "2024-05-02", "2024-05-03"}
     assert read_table(config, "nightscout.glucose").num_rows == 3 * 288
+
+
+# -- 12. quarantine and write-audit-publish as asset checks -------------------------------------
+
+THINGS = Schema(NestedField(1, "id", StringType(), required=True), NestedField(2, "n", LongType(), required=False))
+THINGS_KEY = dg.AssetKey(["q", "things"])
+NO_NEGATIVE = "select count(*) = 0 from batch where n < 0"
+UNIQUE_IDS = 'select count(*) = count(distinct id) from "table"'
+AUDIT_CHECKS = ["audit_no_negative", "audit_unique_ids", "cascade_audit"]
+
+
+class NonNegative(pa.DataFrameModel):
+    n: int = pa.Field(ge=0, nullable=True)
+
+
+@pytest.fixture
+def audit_plugin() -> Iterator[None]:
+    """The installed test plugin's cascade_audit hook: passing, unless a test says otherwise."""
+    recorded.AUDIT_REASON, recorded.RAISE_IN = None, None
+    yield
+    recorded.AUDIT_REASON, recorded.RAISE_IN = None, None
+
+
+def things_asset(batches: dict[str, list[object]], calls: list[str] | None = None, **policy: object):  # type: ignore[no-untyped-def]
+    """``q.things``: each partition's records from ``batches``; an exception leading a batch is raised, once."""
+
+    @cascade_ingestion(
+        table_name="things",
+        unique_key="id",
+        iceberg_schema=THINGS,
+        group="q",
+        validation_schema=NonNegative,
+        start_date=dt.date(2024, 5, 1),
+        retry_delay_seconds=0,
+        **policy,  # type: ignore[arg-type]
+    )
+    def things(partition_date: str):
+        if calls is not None:
+            calls.append(partition_date)
+        batch = batches.get(partition_date, [])
+        if batch and isinstance(batch[0], Exception):
+            raise batch.pop(0)
+        return dlt.resource(batch, name="things")
+
+    return things
+
+
+def checks_by_name(done: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {c.check_name: c for c in done.get_asset_check_evaluations()}
+
+
+def step_events(done: dg.ExecuteInProcessResult) -> list[str]:
+    return [e.event_type_value for e in done.all_events if e.step_key is not None and "STEP" in e.event_type_value]
+
+
+def stored_things(config: CascadeConfig, branch: str = "main") -> dict[str, int]:
+    return {r["id"]: r["n"] for r in read_table(config, "q.things", branch).to_pylist()}
+
+
+def test_quarantine_within_the_threshold_is_a_warning_naming_the_count(
+    registry, config: CascadeConfig, instance: dg.DagsterInstance
+) -> None:
+    days = {
+        "2024-05-01": [{"id": "a", "n": 1}, {"id": "b", "n": -1}, {"id": "c", "n": 3}, {"id": "d", "n": 4}],
+        "2024-05-02": [{"id": "e", "n": 5}],
+    }
+    defs = people_defs(config, things_asset(days, on_invalid="quarantine", max_invalid_fraction=0.25))
+    specs = {s.name: s for s in defs.get_assets_def(THINGS_KEY).check_specs}
+    assert sorted(specs) == ["quarantine", "validation"]
+    assert not specs["quarantine"].blocking
+    done = run(defs, instance, "2024-05-01")
+    assert done.success
+    [materialization] = done.asset_materializations_for_node("q__things")
+    assert values(materialization.metadata)["rows_quarantined"] == 1
+    assert values(materialization.metadata)["quarantine_table"] == "q.things__quarantine"
+    checks = checks_by_name(done)
+    assert checks["validation"].passed
+    held = checks["quarantine"]
+    assert (held.passed, held.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert (held.description or "").startswith("1 of 4 row(s) quarantined in q.things__quarantine")
+    assert values(held.metadata) == {
+        "partition": "2024-05-01",
+        "rows_quarantined": 1,
+        "rows_seen": 4,
+        "invalid_fraction": 0.25,
+        "max_invalid_fraction": 0.25,
+        "failed_checks": {"n: greater_than_or_equal_to(0)": 1},
+        "quarantine_table": "q.things__quarantine",
+    }
+    assert stored_things(config) == {"a": 1, "c": 3, "d": 4}
+    clean = checks_by_name(run(defs, instance, "2024-05-02"))["quarantine"]
+    assert (clean.passed, clean.description, values(clean.metadata)["rows_quarantined"]) == (
+        True,
+        "No row was quarantined",
+        0,
+    )
+    ranged = run(defs, instance, ("2024-05-01", "2024-05-02"))
+    assert ranged.success
+    held_per_day = [c for c in ranged.get_asset_check_evaluations() if c.check_name == "quarantine"]
+    assert [(values(c.metadata)["partition"], c.passed) for c in held_per_day] == [
+        ("2024-05-01", False),
+        ("2024-05-02", True),
+    ]
+    assert held_per_day[0].severity == dg.AssetCheckSeverity.WARN
+    if PARTITIONED_CHECKS:
+        assert [c.partition for c in held_per_day] == ["2024-05-01", "2024-05-02"]
+
+
+def test_quarantine_above_the_threshold_fails_the_run_without_retries(
+    registry, config: CascadeConfig, instance: dg.DagsterInstance
+) -> None:
+    calls: list[str] = []
+    bad = [{"id": "a", "n": 1}, {"id": "b", "n": -1}, {"id": "c", "n": -2}]
+    # the first attempt meets a transient outage (retried), the second the bad batch (terminal)
+    days: dict[str, list[object]] = {"2024-05-01": [ConnectionError("connection reset"), *bad]}
+    asset = things_asset(days, calls, on_invalid="quarantine", max_invalid_fraction=0.5, max_retries=3)
+    done = run(people_defs(config, asset), instance, "2024-05-01")
+    assert not done.success
+    assert calls == ["2024-05-01", "2024-05-01"]
+    assert step_events(done).count("STEP_UP_FOR_RETRY") == 1  # the outage's, and none after the terminal error
+    [failure] = [e for e in done.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert (
+        "2 of 3 row(s) are invalid (66.67%), above max_invalid_fraction=0.5"
+        in failure.event_specific_data.error.message
+    )
+    [held] = [c for c in done.get_asset_check_evaluations() if c.check_name == "quarantine"]
+    assert (held.passed, held.severity) == (False, dg.AssetCheckSeverity.ERROR)
+    assert {k: v for k, v in values(held.metadata).items() if k != "failed_checks"} == {
+        "partition": "2024-05-01",
+        "rows_quarantined": 2,
+        "rows_seen": 3,
+        "invalid_fraction": 0.666667,
+        "max_invalid_fraction": 0.5,
+        "quarantine_table": "q.things__quarantine",
+        "committed": False,
+    }
+    assert done.asset_materializations_for_node("q__things") == []
+    assert snapshot_id(config, "q.things") is None
+    assert snapshot_id(config, "q.things__quarantine") is None
+
+
+def test_passing_audits_are_blocking_checks_reported_with_the_materialization(
+    registry, config: CascadeConfig, instance: dg.DagsterInstance, audit_plugin: None
+) -> None:
+    days = {"2024-05-01": [{"id": "a", "n": 1}, {"id": "b", "n": 2}]}
+    audits = {"no_negative": NO_NEGATIVE, "unique_ids": UNIQUE_IDS}
+    defs = people_defs(config, things_asset(days, publish="audit", audits=audits))
+    specs = {s.name: s for s in defs.get_assets_def(THINGS_KEY).check_specs}
+    assert sorted(specs) == [*AUDIT_CHECKS, "validation"]
+    assert all(specs[name].blocking for name in AUDIT_CHECKS)
+    done = run(defs, instance, "2024-05-01")
+    assert done.success
+    main = snapshot_id(config, "q.things")
+    [materialization] = done.asset_materializations_for_node("q__things")
+    assert values(materialization.metadata)["audited_snapshot_id"] == str(main)
+    assert values(materialization.metadata)["audits"] == ["no_negative", "unique_ids"]
+    checks = checks_by_name(done)
+    assert all(checks[name].passed for name in AUDIT_CHECKS)
+    audited = values(checks["audit_no_negative"].metadata)
+    assert audited["snapshot_id"] == str(main)
+    assert (audited["target_branch"], audited["published"], audited["sql"]) == ("main", True, NO_NEGATIVE)
+    assert audited["audit_branch"] not in open_catalog(config).load_table("q.things").metadata.refs  # dropped
+    assert stored_things(config) == {"a": 1, "b": 2}
+
+
+def test_a_failing_audit_fails_its_check_with_error_and_leaves_main_unchanged(
+    registry, config: CascadeConfig, instance: dg.DagsterInstance, audit_plugin: None
+) -> None:
+    days = {"2024-05-01": [{"id": "a", "n": 1}], "2024-05-02": [{"id": "b", "n": -7}], "2024-05-03": []}
+    audits = {"no_negative": NO_NEGATIVE, "unique_ids": UNIQUE_IDS}
+    # validate=False: the negative row must reach the audit, not fail the Pandera model first
+    asset = things_asset(days, publish="audit", audits=audits, max_retries=2, validate=False)
+    defs = people_defs(config, asset)
+    assert run(defs, instance, "2024-05-01").success
+    main = snapshot_id(config, "q.things")
+    failed = run(defs, instance, "2024-05-02")
+    assert not failed.success
+    assert "STEP_UP_FOR_RETRY" not in step_events(failed)
+    checks = checks_by_name(failed)
+    assert sorted(checks) == AUDIT_CHECKS  # the validation check never ran: nothing was validated
+    bad = checks["audit_no_negative"]
+    assert (bad.passed, bad.severity, bad.blocking) == (False, dg.AssetCheckSeverity.ERROR, True)
+    metadata = values(bad.metadata)
+    branch = metadata["audit_branch"]
+    assert isinstance(branch, str) and branch.startswith("cascade-audit-")
+    assert metadata["reason"] == "returned [(False,)], not one row holding true"
+    assert (metadata["target_branch"], metadata["published"], metadata["partition"]) == ("main", False, "2024-05-02")
+    assert f"on audit branch {branch!r}; branch 'main' was not changed" in (bad.description or "")
+    assert checks["audit_unique_ids"].passed and checks["cascade_audit"].passed
+    assert snapshot_id(config, "q.things") == main
+    assert stored_things(config) == {"a": 1}
+    assert metadata["snapshot_id"] == str(snapshot_id(config, "q.things", branch))  # kept for inspection
+    assert stored_things(config, branch) == {"a": 1, "b": -7}
+    assert instance.get_materialized_partitions(THINGS_KEY) == {"2024-05-01"}
+
+    recorded.AUDIT_REASON = "row count below the expected 288"
+    days["2024-05-03"] = [{"id": "c", "n": 3}]
+    by_plugin = checks_by_name(run(defs, instance, "2024-05-03"))
+    hook = by_plugin["cascade_audit"]
+    assert (hook.passed, hook.severity) == (False, dg.AssetCheckSeverity.ERROR)
+    assert values(hook.metadata)["failed_plugins"] == {"cascade-testplugin": "row count below the expected 288"}
+    assert by_plugin["audit_no_negative"].passed and by_plugin["audit_unique_ids"].passed
+
+    recorded.AUDIT_REASON, recorded.RAISE_IN = None, "cascade_audit"
+    broken = checks_by_name(run(defs, instance, "2024-05-03"))
+    assert sorted(broken) == ["cascade_audit"]
+    assert broken["cascade_audit"].severity == dg.AssetCheckSeverity.ERROR
+    assert "hook cascade_audit of plugin 'cascade-testplugin' failed" in (broken["cascade_audit"].description or "")
+    assert snapshot_id(config, "q.things") == main
+
+
+def test_the_publish_tag_audits_a_direct_asset(
+    registry, config: CascadeConfig, instance: dg.DagsterInstance, audit_plugin: None
+) -> None:
+    days = {"2024-05-01": [{"id": "a", "n": -1}], "2024-05-02": [{"id": "b", "n": -2}], "2024-05-03": []}
+    asset = things_asset(days, audits={"no_negative": NO_NEGATIVE}, max_retries=0, validate=False)  # see above
+    defs = people_defs(config, asset)
+    checks = ["audit_no_negative", "cascade_audit"]
+    assert sorted(s.name for s in defs.get_assets_def(THINGS_KEY).check_specs) == [*checks, "validation"]
+    direct = run(defs, instance, "2024-05-01")
+    assert direct.success  # published directly: the audits are not run
+    assert sorted(checks_by_name(direct)) == ["validation"]
+    main = snapshot_id(config, "q.things")
+
+    tagged = run(defs, instance, "2024-05-02", tags={"cascade/publish": "audit"})
+    assert not tagged.success
+    assert not checks_by_name(tagged)["audit_no_negative"].passed
+    assert snapshot_id(config, "q.things") == main
+
+    days["2024-05-03"] = [{"id": "c", "n": 3}]
+    run_config = {"ops": {"q__things": {"config": {"publish": "audit"}}}}
+    configured = run(defs, instance, "2024-05-03", run_config=run_config)
+    assert configured.success
+    assert [checks_by_name(configured)[name].passed for name in checks] == [True, True]
+    assert stored_things(config) == {"a": -1, "c": 3}
+
+    typo = run(defs, instance, "2024-05-03", tags={"cascade/publish": "audited"})
+    assert not typo.success
+    [failure] = [e for e in typo.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.event_specific_data.error.message
+    assert "asset 'things': publish='audited' is not one of ['direct', 'audit']; nothing was run" in message

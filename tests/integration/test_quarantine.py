@@ -30,8 +30,8 @@ from cascade.catalog import open_catalog
 from cascade.errors import AssetDefinitionError
 from cascade.faults import CRASH_ENV
 from cascade.quarantine import TooManyInvalidRowsError, read_quarantine
+from cascade.quarantine_replay import replay
 from cascade.registry import isolated_registry
-from cascade.replay import replay
 from tests.conftest import read_table, snapshot_id
 
 SCHEMA = Schema(

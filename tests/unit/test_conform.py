@@ -1,4 +1,4 @@
-"""``cascade.conform``: casting a staged batch to the table schema, and refusing data loss."""
+"""``cascade.conformance``: casting a staged batch to the table schema, and refusing data loss."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from pyiceberg.schema import Schema
 from pyiceberg.types import DoubleType, IntegerType, LongType, NestedField, StringType, TimestamptzType
 
-from cascade.conform import conform, null_safe_equal, reject_null_keys
+from cascade.conformance import conform, null_safe_equal, reject_null_keys
 from cascade.errors import NullKeyError, SchemaMismatchError
 
 SCHEMA = Schema(

@@ -5,7 +5,7 @@
     cascade quarantine replay ASSET --date D [--branch B] [--json]
     cascade quarantine drop ASSET [--date D] [--branch B] --yes [--json]
 
-The work is the core's (``cascade.quarantine``, ``cascade.replay``); this module only reads
+The work is the core's (``cascade.quarantine``, ``cascade.quarantine_replay``); this module only reads
 options and prints.
 """
 

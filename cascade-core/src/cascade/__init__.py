@@ -24,8 +24,8 @@ _EXPORTS: dict[str, str] = {
     "INGESTED_AT": "cascade.spec",
     "RunContext": "cascade.context",
     "HttpPolicy": "cascade.http_policy",
-    "http_session": "cascade.http",
-    "rest_api_source": "cascade.http",
+    "http_session": "cascade.sources",
+    "rest_api_source": "cascade.sources",
     # hook plugins
     "hookimpl": "cascade.plugins",
     "register_hooks": "cascade.plugins",
@@ -42,17 +42,17 @@ _EXPORTS: dict[str, str] = {
     "BRANCH_TAG": "cascade.runner",
     "SNAPSHOT_TAG_PREFIX": "cascade.runner",
     "IngestionResult": "cascade.results",
-    "replay": "cascade.replay",
+    "replay": "cascade.quarantine_replay",
     "merge_into": "cascade.merge",
     "MergeOutcome": "cascade.merge",
-    "conform": "cascade.conform",
+    "conform": "cascade.conformance",
     "configure_logging": "cascade.logs",
     # catalogs, tables and branches
     "open_catalog": "cascade.catalog",
-    "table_identifier": "cascade.catalog",
+    "table_identifier": "cascade.naming",
     "load_or_create_table": "cascade.catalog",
     "branches": "cascade.catalog",
-    "check_branch_name": "cascade.catalog",
+    "check_branch_name": "cascade.naming",
     "sqlite_file": "cascade.catalog",
     "storage_endpoint": "cascade.catalog",
     "load_table": "cascade.tables",
@@ -90,6 +90,10 @@ _EXPORTS: dict[str, str] = {
     "quarantine_identifier": "cascade.quarantine",
     "read_quarantine": "cascade.quarantine",
     "drop_quarantined": "cascade.quarantine",
+    "TooManyInvalidRowsError": "cascade.quarantine",
+    # write-audit-publish
+    "PUBLISH_TAG": "cascade.audit",
+    "AuditFailedError": "cascade.audit",
     # secrets
     "redact": "cascade.redaction",
     "redact_values": "cascade.redaction",
@@ -128,12 +132,14 @@ __all__ = [
     "BRANCH_TAG",
     "INGESTED_AT",
     "MAIN",
+    "PUBLISH_TAG",
     "SNAPSHOT_TAG_PREFIX",
     "STATES",
     "Allow",
     "AssetDefinitionError",
     "AssetSpec",
     "AssetStatus",
+    "AuditFailedError",
     "CascadeAsset",
     "CascadeConfig",
     "CascadeError",
@@ -167,6 +173,7 @@ __all__ = [
     "TableDiff",
     "TableSummary",
     "TerminalError",
+    "TooManyInvalidRowsError",
     "TransientError",
     "TransientSourceError",
     "UnknownAssetError",
@@ -239,11 +246,12 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """Keeps ``registry``, ``conform`` and ``replay`` the public functions once their submodules load.
+    """Keeps ``registry`` the public function once the submodule ``cascade.registry`` loads.
 
     Importing ``cascade.registry`` makes the import system set the package's attribute ``registry``
-    to that submodule, which would hide the function of the same name (and make ``cascade.registry()``
-    fail with "'module' object is not callable", depending on import order).
+    to that submodule, which would hide the function of the same name (``cascade.registry()`` then
+    fails with "'module' object is not callable", depending on import order). Renaming the module,
+    as ``conformance`` and ``quarantine_replay`` were, makes this unnecessary.
     """
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -257,17 +265,10 @@ sys.modules[__name__].__class__ = _Package
 
 if TYPE_CHECKING:
     from cascade import hookspecs, testing
-    from cascade.catalog import (
-        branches,
-        check_branch_name,
-        load_or_create_table,
-        open_catalog,
-        sqlite_file,
-        storage_endpoint,
-        table_identifier,
-    )
+    from cascade.audit import PUBLISH_TAG, AuditFailedError
+    from cascade.catalog import branches, load_or_create_table, open_catalog, sqlite_file, storage_endpoint
     from cascade.config import CascadeConfig, load_config
-    from cascade.conform import conform
+    from cascade.conformance import conform
     from cascade.context import RunContext
     from cascade.coverage import STATES, AssetStatus, State, parse_since, table_status
     from cascade.errors import (
@@ -297,20 +298,21 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from cascade.evolution import Allow, Column, TableDiff, apply_asset, diff_asset
-    from cascade.http import http_session, rest_api_source
     from cascade.http_policy import HttpPolicy
     from cascade.ingestion import CascadeAsset, cascade_ingestion
     from cascade.logs import configure_logging
     from cascade.maintenance import MaintenanceReport, maintain
     from cascade.maintenance_policy import MaintenancePolicy, parse_duration, parse_size
     from cascade.merge import MergeOutcome, merge_into
+    from cascade.naming import check_branch_name, table_identifier
     from cascade.plugins import hookimpl, register_hooks, unregister_hooks
-    from cascade.quarantine import drop_quarantined, quarantine_identifier, read_quarantine
+    from cascade.quarantine import TooManyInvalidRowsError, drop_quarantined, quarantine_identifier, read_quarantine
+    from cascade.quarantine_replay import replay
     from cascade.redaction import redact, redact_values, redacted_traceback
     from cascade.registry import Discovery, discover, registry
-    from cascade.replay import replay
     from cascade.results import IngestionResult
     from cascade.runner import BRANCH_TAG, MAIN, SNAPSHOT_TAG_PREFIX, resolve_branch, run
+    from cascade.sources import http_session, rest_api_source
     from cascade.spec import INGESTED_AT, AssetSpec
     from cascade.staging import leftover_pipelines
     from cascade.tables import (

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,15 +14,13 @@ from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
-from pyiceberg.table.snapshots import Snapshot
 
 from cascade.config import CascadeConfig
 from cascade.errors import CatalogError, ConfigurationError, CorruptCatalogError
 from cascade.redaction import redact
 from cascade.snapshots import METADATA_PROPERTIES
-from cascade.spec import IDENTIFIER, AssetSpec
+from cascade.spec import AssetSpec
 
-BRANCH_NAME_MAX = 128
 OPEN_ATTEMPTS = 4
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
@@ -118,34 +115,6 @@ def storage_endpoint(config: CascadeConfig) -> str:
     return redact(f"{warehouse} at {endpoint}" if endpoint else warehouse)
 
 
-def table_identifier(spec: AssetSpec, config: CascadeConfig) -> tuple[str, str]:
-    """The asset's ``(namespace, table)``, checked so that no name escapes its namespace or folder."""
-    namespace = config.namespace_for(spec.group, spec.namespace)
-    for part, what in ((namespace, "namespace"), (spec.table_name, "table name")):
-        if not IDENTIFIER.match(part):
-            raise ConfigurationError(
-                f"asset {spec.name!r}: {what} {part!r} must be lower-case letters, digits and underscores"
-            )
-    return namespace, spec.table_name
-
-
-# ASCII letters, digits and ``._-``, in parts joined by single ``/``, no part starting with ``.``
-# (so no ``.`` or ``..`` part) or ``-``: nothing invisible, nothing that looks like another name,
-# nothing a path or an option could misread.
-BRANCH_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(?:/[A-Za-z0-9_][A-Za-z0-9._-]*)*")
-BRANCH_RULE = (
-    "letters, digits and . _ - /, at most 128 characters, with no '..', no part starting with '.' or '-', "
-    "and no leading, trailing or double '/'"
-)
-
-
-def check_branch_name(branch: str) -> str:
-    """A branch name from the safe set (:data:`BRANCH_RULE`); anything else is a usage error."""
-    if len(branch) > BRANCH_NAME_MAX or ".." in branch or not BRANCH_NAME.fullmatch(branch):
-        raise ConfigurationError(f"branch {branch!r} is not a valid branch name: use {BRANCH_RULE}")
-    return branch
-
-
 def ensure_table(catalog: Catalog, identifier: tuple[str, str], spec: AssetSpec) -> Table:
     """Load the asset's table, creating its namespace and the table itself when missing."""
     return load_or_create_table(
@@ -191,11 +160,6 @@ def load_or_create_table(
         if not catalog.table_exists(identifier):
             raise
         return catalog.load_table(identifier)
-
-
-def branch_head(table: Table, branch: str) -> Snapshot | None:
-    """The snapshot a branch points at, or ``None`` when the branch (or table) has none."""
-    return table.snapshot_by_name(branch)
 
 
 def branches(table: Table) -> dict[str, int]:

@@ -45,9 +45,10 @@ from pyiceberg.types import (
     StructType,
 )
 
-from cascade.catalog import branches, open_catalog, table_identifier
+from cascade.catalog import branches, open_catalog
 from cascade.config import CascadeConfig
 from cascade.errors import MergeConflictError, SchemaEvolutionError
+from cascade.naming import table_identifier
 from cascade.pyiceberg_compat import require_ref_heads
 from cascade.spec import AssetSpec
 

@@ -35,15 +35,12 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from cascade.errors import ConfigurationError, RunTimeoutError, SourceError, TransientSourceError
+from cascade.errors import RunTimeoutError, SourceError, TransientSourceError
 from cascade.faults import crash_point
 from cascade.http_policy import HttpPolicy
 from cascade.redaction import redact
 
 if TYPE_CHECKING:
-    from dlt.sources import DltSource
-    from dlt.sources.rest_api.typing import RESTAPIConfig
-
     from cascade.context import RunContext
 
 RETRYABLE_STATUSES = frozenset({408, 500, 502, 503, 504})
@@ -313,34 +310,3 @@ def _fail_on_malformed_json(response: requests.Response, shown: str, budget: Bud
             ) from None
 
     response.json = json  # type: ignore[method-assign]
-
-
-def http_session(base_url: str, *, context: RunContext | None = None) -> requests.Session:
-    """A ``requests`` session for ``base_url`` under the run's policy and budget.
-
-    ``context`` defaults to the run being executed (see :func:`cascade.context.current_run`).
-    """
-    from cascade.context import current_run
-
-    context = context or current_run()
-    policy = context.config.http if context is not None else HttpPolicy()
-    session = requests.Session()
-    adapter = CascadeHTTPAdapter(base_url, policy, Budget.of(context))
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-def rest_api_source(config: RESTAPIConfig, *, context: RunContext | None = None, name: str | None = None) -> DltSource:
-    """``dlt.sources.rest_api.rest_api_source`` with Cascade's session: the way plugins call APIs."""
-    from dlt.sources.rest_api import rest_api_source as dlt_rest_api_source
-
-    client = dict(config["client"])
-    if client.get("session") is not None:
-        raise ConfigurationError(
-            "rest_api_source: do not pass a 'session'; Cascade supplies one that retries, "
-            "honours rate limits and keeps credentials on the base URL's host"
-        )
-    client["session"] = http_session(str(client["base_url"]), context=context)
-    source: DltSource = dlt_rest_api_source({**config, "client": client}, name)  # type: ignore[typeddict-item,arg-type]
-    return source

@@ -18,16 +18,19 @@ from pyiceberg.transforms import DayTransform, IdentityTransform
 from pyiceberg.types import DateType, TimestampType, TimestamptzType
 
 from cascade.errors import AssetDefinitionError
+from cascade.naming import is_normalized, normalized_name
 from cascade.spec import (
     DEFAULT_MAX_INVALID_FRACTION,
     DEFAULT_START_DATE,
     IDENTIFIER,
     INGESTED_AT,
+    MODEL_REFERENCE,
     MODES,
     ON_INVALID,
     PUBLISH,
     QUARANTINE_SUFFIX,
     AssetSpec,
+    is_pandera_model,
 )
 
 P = ParamSpec("P")
@@ -66,7 +69,7 @@ def cascade_ingestion(
     unique_key: str | Sequence[str],
     iceberg_schema: Schema,
     group: str,
-    validation_schema: Any | None = None,
+    validation_schema: Any | str | None = None,
     partition_spec: PartitionSpec | None = None,
     cron: str | None = None,
     freshness_hours: tuple[float, float] | None = None,
@@ -286,9 +289,7 @@ def _check_unique_key(unique_key: str | Sequence[str], columns: set[str], fail: 
 
 def _check_normalized(names: Sequence[str], parameter: str, fail: Fail) -> None:
     """Columns are named as dlt names them, or no staged column would ever match."""
-    from cascade.records import normalized_name
-
-    renamed = {name: normalized_name(name) for name in names if normalized_name(name) != name}
+    renamed = {name: normalized_name(name) for name in names if not is_normalized(name)}
     if renamed:
         described = ", ".join(f"{name!r} becomes {new!r}" for name, new in renamed.items())
         raise fail(parameter, f"column names must be in dlt's normalized form: {described}; use the normalized names")
@@ -369,10 +370,11 @@ def _check_audits(audits: object, fail: Fail) -> Mapping[str, str]:
 
 
 def _check_validation_schema(model: Any, fail: Fail) -> None:
-    from pandera.api.dataframe.model import DataFrameModel
-
-    if not (isinstance(model, type) and issubclass(model, DataFrameModel)):
-        raise fail("validation_schema", f"expected a pandera DataFrameModel class, got {model!r}")
+    if isinstance(model, str):
+        if not MODEL_REFERENCE.fullmatch(model):
+            raise fail("validation_schema", f"{model!r} is not a 'module:Class' reference to a pandera model")
+    elif not is_pandera_model(model):
+        raise fail("validation_schema", f"expected a pandera DataFrameModel class or 'module:Class', got {model!r}")
 
 
 def _check_start_date(value: str | dt.date | None, fail: Fail) -> dt.date:

@@ -88,8 +88,8 @@ class Hooks:
             yield self.manager.get_name(impl.plugin) or repr(impl.plugin), impl.function
 
     def _observe(self, hook: str, **kwargs: Any) -> None:
+        from cascade.logger import log
         from cascade.redaction import redact
-        from cascade.telemetry import log
 
         for plugin, function in self._impls(hook):
             try:

@@ -31,7 +31,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.types import NestedField, StringType, TimestamptzType
 
-from cascade.conform import (
+from cascade.conformance import (
     EXAMPLE_ROWS,
     OFFENDER_SLICE,
     _casts,
@@ -65,7 +65,26 @@ QUARANTINE_COLUMNS = tuple(f.name for f in QUARANTINE_SCHEMA.fields)
 
 
 class TooManyInvalidRowsError(RunError, TerminalError):
-    """Under ``on_invalid="quarantine"``, more of the partition was invalid than the asset allows."""
+    """Under ``on_invalid="quarantine"``, more of the partition was invalid than the asset allows.
+
+    ``rows_invalid``, ``rows_seen`` and ``failed_checks`` (each failed check and its count) are
+    the counts of the message, for adapters that report them as values.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        asset: str,
+        partition: str,
+        rows_invalid: int = 0,
+        rows_seen: int = 0,
+        failed_checks: tuple[tuple[str, int], ...] = (),
+    ) -> None:
+        self.rows_invalid = rows_invalid
+        self.rows_seen = rows_seen
+        self.failed_checks = failed_checks
+        super().__init__(message, asset=asset, partition=partition)
 
 
 @dataclass(frozen=True)
@@ -136,7 +155,7 @@ def refused_rows(refused: Iterable[RefusedRecord]) -> list[InvalidRow]:
 def split_unconvertible(batch: pa.Table, schema: Schema, keys: tuple[str, ...]) -> tuple[pa.Table, list[InvalidRow]]:
     """Take out the rows whose values cannot be cast exactly to ``schema`` (Arrow and pandas sources).
 
-    A column whose type can never be cast is left for :func:`cascade.conform.conform` to refuse:
+    A column whose type can never be cast is left for :func:`cascade.conformance.conform` to refuse:
     that is a schema mistake, not a bad row.
     """
     target = arrow_schema(schema)
@@ -247,7 +266,7 @@ def split_batch(
     batch, unconvertible = split_unconvertible(staged, spec.table_schema, spec.unique_key)
     rows = conform(batch, spec.table_schema, where=where, keys=spec.unique_key)
     reject_null_keys(rows, spec.unique_key, where=where)
-    model = spec.validation_schema if spec.validate else None
+    model = spec.validation_model()
     rows, failing = split_failing(rows, model, spec.unique_key)
     return rows, [*refused_rows(refused), *unconvertible, *failing]
 
@@ -261,6 +280,9 @@ def check_fraction(tally: InvalidTally, spec: AssetSpec, partition: str) -> None
             f"max_invalid_fraction={spec.max_invalid_fraction:g}; nothing was committed (failed checks: {top})",
             asset=spec.name,
             partition=partition,
+            rows_invalid=tally.rows_invalid,
+            rows_seen=tally.rows_seen,
+            failed_checks=tuple(sorted(tally.checks.items())),
         )
 
 

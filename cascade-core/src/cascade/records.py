@@ -14,7 +14,7 @@ Three things dlt would otherwise decide for us, each of which changed values:
   after staging.
 
 Arrow tables and pandas frames pass through dlt untouched, so they are only numbered; their
-types are checked when the batch is conformed (:mod:`cascade.conform`).
+types are checked when the batch is conformed (:mod:`cascade.conformance`).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from pyiceberg.types import (
 )
 
 from cascade.errors import SchemaMismatchError
+from cascade.naming import normalized_name
 
 SEQUENCE = "_cascade_seq"
 NONFINITE = "_cascade_nonfinite"
@@ -67,13 +68,6 @@ INTEGER_RANGE: dict[type[IcebergType], tuple[int, int]] = {
 
 Check = Callable[[Any], str | None]
 """Returns why a (non-null) value cannot be stored unchanged in its column, or ``None`` if it can."""
-
-
-def normalized_name(name: str) -> str:
-    """The column name dlt gives a source field (dlt's default ``snake_case`` naming)."""
-    from dlt.common.normalizers.naming.snake_case import NamingConvention
-
-    return str(NamingConvention().normalize_identifier(name))
 
 
 def column_hints(schema: Schema) -> dict[str, dict[str, Any]]:
@@ -399,11 +393,21 @@ def _resources(source: Any) -> Iterator[Any]:
 def restore_source_order(batch: pa.Table) -> pa.Table:
     """The staged rows in the order the source yielded them, non-finite floats put back."""
     if SEQUENCE in batch.column_names:
-        order = pc.sort_indices(batch.column(SEQUENCE))
-        batch = batch.take(order).drop_columns([SEQUENCE])
+        sequence = batch.column(SEQUENCE)
+        if not in_order(sequence):  # dlt keeps the order within a file: the common case copies nothing
+            batch = batch.take(pc.sort_indices(sequence))
+        batch = batch.drop_columns([SEQUENCE])
     if NONFINITE in batch.column_names:
         batch = _put_back_nonfinite(batch)
     return batch
+
+
+def in_order(values: pa.ChunkedArray) -> bool:
+    """Whether the values strictly increase (no nulls)."""
+    if len(values) < 2:
+        return True
+    later = pc.greater(values.slice(1), values.slice(0, len(values) - 1))
+    return bool(pc.all(later).as_py()) and values.null_count == 0
 
 
 def _put_back_nonfinite(batch: pa.Table) -> pa.Table:

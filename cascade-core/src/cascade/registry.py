@@ -68,7 +68,7 @@ class Registry:
 
         One table has one owner: two assets merging into it would overwrite each other's rows.
         """
-        from cascade.catalog import table_identifier
+        from cascade.naming import table_identifier
 
         owners: dict[str, CascadeAsset[Any, Any]] = {}
         for asset in self.assets():

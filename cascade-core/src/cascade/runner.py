@@ -27,18 +27,16 @@ from pyiceberg.table import Table
 
 from cascade.audit import AuditOutcome, audit_branch_name, audit_with, wants_audit, write_audit_publish
 from cascade.catalog import (
-    check_branch_name,
     describe_catalog,
     ensure_branch,
     ensure_table,
     first_line,
     open_catalog,
     storage_endpoint,
-    table_identifier,
     writer_lock,
 )
 from cascade.config import CascadeConfig, load_config
-from cascade.conform import conform, reject_null_keys
+from cascade.conformance import conform, reject_null_keys
 from cascade.context import RunContext, running
 from cascade.errors import (
     AssetDefinitionError,
@@ -59,7 +57,9 @@ from cascade.errors import (
 from cascade.evolution import check_diff, diff_table, evolve_table
 from cascade.faults import crash_point
 from cascade.ingestion import REPLACE_NEEDS_A_DAY, CascadeAsset
+from cascade.logger import log
 from cascade.merge import MergeOutcome, MergePlan, PartitionReplace, merge_into
+from cascade.naming import check_branch_name, table_identifier
 from cascade.plugins import hooks
 from cascade.quarantine import (
     InvalidRow,
@@ -99,9 +99,10 @@ from cascade.staging import (
     stream_staged,
     underlying_errors,
 )
-from cascade.telemetry import configure_from_environment, log, record_failure, record_rows, traced
+from cascade.telemetry import configure_from_environment, record_failure, record_rows, traced
 from cascade.validation import ValidationReport, raise_for_report, unique_columns, validate_batch
 
+WORKING_COPIES = 4  # a batch's rows are held about this many times over while conformed, validated and written
 BRANCH_TAG = "cascade/branch"
 # A run tag ``cascade/snapshot/<key>`` becomes snapshot summary property ``<key>`` (orchestrator run ids).
 SNAPSHOT_TAG_PREFIX = "cascade/snapshot/"
@@ -226,7 +227,9 @@ def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionRe
         with traced("stage", timings, **where) as span:
             staged = stage_batch(resolved, pipeline)
             # quarantine and write-audit-publish hold the day whole (not yet streamed)
-            whole = staged.memory_bytes <= resolved.config.max_batch_bytes or refused is not None or audit
+            whole = (
+                staged.memory_bytes * WORKING_COPIES <= resolved.config.max_batch_bytes or refused is not None or audit
+            )
             batch = hooks().after_extract(resolved.context, stamped(resolved, read_staged(staged))) if whole else None
             rows_out = batch.num_rows if batch is not None else staged.rows
             span.set_attributes({"cascade.rows_out": rows_out, "cascade.bytes_staged": staged.bytes_staged})
@@ -291,7 +294,7 @@ def validate_and_merge_in_chunks(
     with traced("validate", timings, rows_in=staged.rows, **where):
         keys = batch_keys(staged.files, spec.unique_key)
         check_unique_across_chunks(resolved, staged, keys)
-    chunk_rows = max(1, staged.rows * resolved.config.max_batch_bytes // max(1, staged.memory_bytes))
+    chunk_rows = max(1, staged.rows * resolved.config.max_batch_bytes // max(1, staged.memory_bytes * WORKING_COPIES))
     reports: list[ValidationReport] = []
     validating = 0.0
 
@@ -320,7 +323,7 @@ def validate_and_merge_in_chunks(
 def check_unique_across_chunks(resolved: ResolvedRun, staged: StagedFiles, keys: BatchKeys) -> None:
     """A Pandera ``unique`` check answered for the whole batch, not chunk by chunk."""
     spec = resolved.asset.spec
-    model = spec.validation_schema if spec.validate else None
+    model = spec.validation_model()
     failed = []
     for column in unique_columns(model):
         if (column,) == spec.unique_key:
@@ -513,7 +516,7 @@ def stage_batch(resolved: ResolvedRun, pipeline: Any) -> StagedFiles:
 
 def stamped(resolved: ResolvedRun, rows: pa.Table) -> pa.Table:
     """``rows`` with this run's ``_cascade_ingested_at`` (whatever the source sent in its place)."""
-    stamp = pa.array([resolved.ingested_at] * rows.num_rows, pa.timestamp("us", tz="UTC"))
+    stamp = pa.repeat(pa.scalar(resolved.ingested_at, pa.timestamp("us", tz="UTC")), rows.num_rows)
     return rows.drop_columns([c for c in (INGESTED_AT,) if c in rows.column_names]).append_column(INGESTED_AT, stamp)
 
 
@@ -522,7 +525,7 @@ def validate(resolved: ResolvedRun, staged: pa.Table) -> tuple[pa.Table, Validat
     spec = resolved.asset.spec
     rows = conform(staged, spec.table_schema, where=resolved.where, keys=spec.unique_key)
     reject_null_keys(rows, spec.unique_key, where=resolved.where)
-    model = spec.validation_schema if spec.validate else None
+    model = spec.validation_model()
     report = validate_batch(rows, model)
     hooks().after_validation(resolved.context, report)
     raise_for_report(report, asset=spec.name, partition=resolved.partition)
@@ -546,7 +549,7 @@ def validate_quarantining(
     """Split off the invalid rows, validate the rest, and fail when too much of the partition is invalid."""
     spec = resolved.asset.spec
     rows, invalid = split_batch(staged, spec, where=resolved.where, refused=refused)
-    report = validate_batch(rows, spec.validation_schema if spec.validate else None)
+    report = validate_batch(rows, spec.validation_model())
     hooks().after_validation(resolved.context, report)
     raise_for_report(report, asset=spec.name, partition=resolved.partition)
     tally = InvalidTally()

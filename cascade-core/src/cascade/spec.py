@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import importlib
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -77,6 +80,18 @@ class AssetSpec:
         """The table identifier ``namespace.table_name``."""
         return f"{self.namespace}.{self.table_name}"
 
+    def validation_model(self) -> Any | None:
+        """The pandera model runs validate against (``None`` when not validating).
+
+        A ``"module:Class"`` reference is imported on first use, so that declaring an asset
+        (and ``cascade list``) does not load pandera.
+        """
+        if not self.validate or self.validation_schema is None:
+            return None
+        if isinstance(self.validation_schema, str):
+            return resolve_model(self.name, self.validation_schema)
+        return self.validation_schema
+
     @property
     def table_schema(self) -> Schema:
         """The Iceberg schema of the table: the asset's columns plus ``_cascade_ingested_at``."""
@@ -94,3 +109,37 @@ def with_ingested_at(schema: Schema) -> Schema:
         schema_id=schema.schema_id,
         identifier_field_ids=list(schema.identifier_field_ids),
     )
+
+
+MODEL_REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+@functools.cache
+def resolve_model(asset: str, reference: str) -> Any:
+    """Import a ``"module:Class"`` pandera model reference, or say which asset's reference is wrong."""
+    from cascade.errors import AssetDefinitionError
+
+    module_name, _, attribute = reference.partition(":")
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as error:
+        raise AssetDefinitionError(
+            asset, "validation_schema", f"cannot import {reference!r}: {type(error).__name__}: {error}"
+        ) from error
+    if not is_pandera_model(found, imported=True):
+        raise AssetDefinitionError(
+            asset, "validation_schema", f"{reference!r} is {found!r}, not a pandera DataFrameModel class"
+        )
+    return found
+
+
+def is_pandera_model(model: object, *, imported: bool = False) -> bool:
+    """Whether ``model`` is a pandera ``DataFrameModel`` class, without importing pandera for a class
+    that cannot be one (pandera not loaded yet means nothing has subclassed its model)."""
+    if not imported and "pandera.api.dataframe.model" not in sys.modules:
+        return False
+    from pandera.api.dataframe.model import DataFrameModel
+
+    return isinstance(model, type) and issubclass(model, DataFrameModel)

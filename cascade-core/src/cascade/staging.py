@@ -91,7 +91,7 @@ class StagedFiles:
     bytes_staged: int
     resource: str | None
     rows: int
-    memory_bytes: int  # the rows' uncompressed size: what reading them whole would hold
+    memory_bytes: int  # what reading them whole would hold as Arrow tables (estimated from a sample)
 
 
 def stage(pipeline: dlt.Pipeline) -> StagedBatch:
@@ -120,13 +120,27 @@ def stage_files(pipeline: dlt.Pipeline) -> StagedFiles:
         raise MultipleTablesError(sorted(resources))
     crash_point("mid-stage")
     footers = [pq.ParquetFile(f).metadata for f in files]
+    rows = sum(m.num_rows for m in footers)
     return StagedFiles(
         files=tuple(files),
         bytes_staged=sum(os.path.getsize(f) for f in files),
         resource=next(iter(resources), None),
-        rows=sum(m.num_rows for m in footers),
-        memory_bytes=sum(m.row_group(g).total_byte_size for m in footers for g in range(m.num_row_groups)),
+        rows=rows,
+        memory_bytes=int(arrow_bytes_per_row(files, footers) * rows),
     )
+
+
+def arrow_bytes_per_row(files: Sequence[str], footers: Sequence[pq.FileMetaData]) -> float:
+    """Bytes per row once read into Arrow, measured on the first row group.
+
+    Parquet's own uncompressed size undercounts what reading holds: dictionary- and run-length-
+    encoded pages (a repeated timestamp, a low-cardinality string) expand to full columns.
+    """
+    for path, footer in zip(files, footers, strict=True):
+        if footer.num_rows:
+            sample = pq.ParquetFile(path).read_row_group(0)
+            return float(sample.nbytes) / max(1, int(sample.num_rows))
+    return 0.0
 
 
 def read_staged(staged: StagedFiles) -> pa.Table:

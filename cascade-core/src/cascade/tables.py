@@ -16,8 +16,9 @@ from pyiceberg.table import Table
 from pyiceberg.table.refs import MAIN_BRANCH
 from pyiceberg.table.snapshots import Snapshot
 
-from cascade.catalog import branches, check_branch_name, first_line
+from cascade.catalog import branches, first_line
 from cascade.errors import ConfigurationError, TerminalError
+from cascade.naming import check_branch_name
 from cascade.redaction import redact
 
 

@@ -1,4 +1,4 @@
-"""Tracing and logging of runs through the OpenTelemetry API and structlog.
+"""Tracing of runs through the OpenTelemetry API (log lines: :mod:`cascade.logger`).
 
 Cascade only uses the OpenTelemetry *API*: the application decides exporters. One span per
 run (``cascade.run``) and one child span per phase (``cascade.<phase>``); a failure is recorded
@@ -8,59 +8,22 @@ on the span with status ERROR and ``error.type``, then re-raised.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import structlog
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from cascade import __version__
+from cascade.logger import log
 from cascade.redaction import redact, redacted_traceback
 
 tracer = trace.get_tracer("cascade", __version__)
 meter = metrics.get_meter("cascade", __version__)
-_stdlib_log = logging.getLogger("cascade")
-_stdlib_log.addHandler(logging.NullHandler())  # a library prints nothing unless its application says so
 
-
-class CascadeLogger:
-    """Cascade's log: structlog's when the application configured structlog, else the standard
-    logger ``cascade``, silent unless the application gives it a handler. Unconfigured structlog
-    would print to stdout, which a library must never do."""
-
-    def __init__(self, context: Mapping[str, Any] | None = None) -> None:
-        self._context = dict(context or {})
-
-    def bind(self, **values: Any) -> CascadeLogger:
-        return CascadeLogger({**self._context, **values})
-
-    def debug(self, event: str, **values: Any) -> None:
-        self._emit(logging.DEBUG, event, values)
-
-    def info(self, event: str, **values: Any) -> None:
-        self._emit(logging.INFO, event, values)
-
-    def warning(self, event: str, **values: Any) -> None:
-        self._emit(logging.WARNING, event, values)
-
-    def error(self, event: str, **values: Any) -> None:
-        self._emit(logging.ERROR, event, values)
-
-    def _emit(self, level: int, event: str, values: Mapping[str, Any]) -> None:
-        values = {**self._context, **values}
-        if structlog.is_configured():
-            structlog.get_logger("cascade").log(level, event, **values)
-        elif _stdlib_log.isEnabledFor(level):
-            details = " ".join(f"{k}={v}" for k, v in values.items())
-            _stdlib_log.log(level, "%s", redact(f"{event} {details}".strip()))
-
-
-log = CascadeLogger()
 
 rows_ingested = meter.create_counter(
     "cascade.rows_ingested", unit="{row}", description="Rows inserted or updated by committed runs"

@@ -5,19 +5,32 @@ import datetime as dt
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 from croniter import croniter
+from pydantic import Field
 
 import cascade
-from cascade import AssetSpec, CascadeAsset, CascadeConfig, IngestionResult
-from cascade.catalog import open_catalog, table_identifier
-from cascade.errors import CascadeError, ConfigurationError, PluginLoadError, ValidationError
-from cascade.logs import configure_logging
-from cascade.redaction import redact
-from cascade.runner import BRANCH_TAG, MAIN, SNAPSHOT_TAG_PREFIX
-from cascade_dagster import _compat
+from cascade import (
+    BRANCH_TAG,
+    MAIN,
+    PUBLISH_TAG,
+    SNAPSHOT_TAG_PREFIX,
+    AssetSpec,
+    CascadeAsset,
+    CascadeConfig,
+    CascadeError,
+    ConfigurationError,
+    IngestionResult,
+    PluginLoadError,
+    ValidationError,
+    configure_logging,
+    open_catalog,
+    redact,
+    table_identifier,
+)
+from cascade_dagster.checks import AssetChecks
 from cascade_dagster.io_manager import IO_MANAGER_KEY, cascade_io_manager
 from cascade_dagster.partitions import partition_filter
 from cascade_dagster.publishing import build_publish_job
@@ -25,7 +38,6 @@ from cascade_dagster.resource import CascadeResource
 from cascade_dagster.translator import CascadeTranslator
 
 RESOURCE_KEY = "cascade"
-VALIDATION_CHECK = "validation"
 MAX_RUNTIME_TAG = "dagster/max_runtime"
 STRICT_PLUGINS_ENV = "CASCADE_DAGSTER_STRICT_PLUGINS"
 Emitted = (
@@ -35,12 +47,16 @@ Emitted = (
     | dg.AssetCheckEvaluation
     | dg.AssetCheckResult
 )
+Check = TypeVar("Check", dg.AssetCheckResult, dg.AssetCheckEvaluation)
+PUBLISH_MODES = ("direct", "audit")  # the values of an asset's publish= (cascade.spec.PUBLISH)
 
 
 class CascadeRunConfig(dg.Config):
-    """Run configuration of a Cascade asset: the branch to write (else the ``cascade/branch`` tag)."""
+    """Run configuration of a Cascade asset: the branch to write (else the ``cascade/branch`` tag),
+    and how to publish (else the ``cascade/publish`` tag, else the asset's ``publish``)."""
 
     branch: str | None = None
+    publish: str | None = Field(default=None, description=f"One of {list(PUBLISH_MODES)}; default: the asset's.")
 
 
 def partitions_for(asset: CascadeAsset[Any, Any]) -> dg.DailyPartitionsDefinition:
@@ -64,14 +80,7 @@ def build_asset(
     partitions = partitions_for(asset)
     translated = translator.get_asset_spec(spec)
     key = translated.key
-    validated = spec.validate and spec.validation_schema is not None
-    check = _compat.check_spec(
-        VALIDATION_CHECK,
-        asset=key,
-        partitions=partitions,
-        blocking=validated,  # a failed validation fails the run: nothing downstream may run on it
-        description="Pandera validation of the batch" if validated else "No validation schema: nothing is validated",
-    )
+    checks = AssetChecks(key, spec)
     definition_spec = translated.replace_attributes(
         partitions_def=translated.partitions_def or partitions,
         skippable=True,  # a run on a branch observes the asset instead of materializing main's
@@ -82,14 +91,14 @@ def build_asset(
     @dg.multi_asset(
         name=key.to_python_identifier(),
         specs=[definition_spec],
-        check_specs=[check],
+        check_specs=checks.specs(partitions),
         retry_policy=dg.RetryPolicy(max_retries=spec.max_retries, delay=spec.retry_delay_seconds)
         if spec.max_retries
         else None,  # a zero-retry policy would replace the error with "Exceeded max_retries of 0"
         op_tags={MAX_RUNTIME_TAG: str(int(spec.max_runtime_seconds))},
         backfill_policy=translator.get_backfill_policy(spec),
         pool=translator.get_pool(spec),
-        can_subset=True,  # makes the check's output optional: a branch run reports no check on main
+        can_subset=True,  # makes the checks' outputs optional: a branch run reports no check on main
     )
     def materialize(
         context: dg.AssetExecutionContext, config: CascadeRunConfig, cascade: CascadeResource
@@ -99,8 +108,10 @@ def build_asset(
         bound_run(context, run_budgets)
         partition_keys = list(context.partition_keys)
         branch = config.branch or context.run.tags.get(BRANCH_TAG)
+        publish = publish_mode(spec, config.publish or context.run.tags.get(PUBLISH_TAG))
         tags = {
             **context.run.tags,
+            PUBLISH_TAG: publish,
             f"{SNAPSHOT_TAG_PREFIX}dagster.run-id": context.run.run_id,
             f"{SNAPSHOT_TAG_PREFIX}dagster.step-key": context.get_step_execution_context().step.key,
         }
@@ -111,11 +122,14 @@ def build_asset(
                 result = run_with_timeout(asset, partition, branch, tags, resource_config)
             except (CascadeError, dg.Failure) as error:
                 yield from report_partial(key, done)
-                if isinstance(error, ValidationError):
-                    yield failed_check(key, error, partition, in_range=len(partition_keys) > 1)
+                failed = checks.failed(error, partition) if isinstance(error, CascadeError) else []
+                if len(partition_keys) > 1:
+                    yield from selected(context, key, [checks.evaluation(c, partition) for c in failed])
+                else:
+                    yield from selected(context, key, failed)
                 raise partition_failure(spec.name, error, partition, done, partition_keys[position + 1 :]) from error
             done.append((result, result_metadata(result, resource_config)))
-        yield from report(context, key, done, validated)
+        yield from report(context, checks, done, audited=publish == "audit")
 
     return materialize
 
@@ -135,25 +149,46 @@ def bound_run(context: dg.AssetExecutionContext, run_budgets: Mapping[dg.AssetKe
         context.instance.add_run_tags(context.run.run_id, {MAX_RUNTIME_TAG: str(needed)})
 
 
+def publish_mode(spec: AssetSpec, asked: str | None) -> str:
+    """How the run publishes: as asked by run config or the ``cascade/publish`` tag, else as the asset says."""
+    mode = asked or spec.publish
+    if mode not in PUBLISH_MODES:
+        raise dg.Failure(
+            description=f"asset {spec.name!r}: publish={mode!r} is not one of {list(PUBLISH_MODES)}; nothing was run",
+            allow_retries=False,
+        )
+    return mode
+
+
 def report(
     context: dg.AssetExecutionContext,
-    key: dg.AssetKey,
+    checks: AssetChecks,
     done: Sequence[tuple[IngestionResult, dict[str, Any]]],
-    validated: bool,
+    *,
+    audited: bool,
 ) -> Iterator[Emitted]:
     """Materializations and checks on main; observations only on any other branch."""
+    key = checks.key
     if any(result.branch != MAIN for result, _ in done):
         for result, metadata in done:
             yield dg.AssetObservation(asset_key=key, partition=result.partition, metadata=metadata)
         return
     if len(done) == 1:
         [(result, metadata)] = done
-        yield dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=[check_result(result, validated)])
+        results = selected(context, key, checks.passed(result, audited=audited))
+        yield dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=results)
         return
     for result, metadata in done:
         context.add_asset_metadata(metadata, asset_key=key, partition_key=result.partition)
-        yield check_evaluation(key, result, validated)
+        passed = checks.passed(result, audited=audited)
+        yield from selected(context, key, [checks.evaluation(c, result.partition) for c in passed])
     yield dg.MaterializeResult(asset_key=key)
+
+
+def selected(context: dg.AssetExecutionContext, key: dg.AssetKey, results: Sequence[Check]) -> list[Check]:
+    """The results of the checks this run selected: a run may select some of the asset's checks."""
+    chosen = context.selected_asset_check_keys
+    return [r for r in results if dg.AssetCheckKey(key, r.check_name or "") in chosen]
 
 
 def report_partial(key: dg.AssetKey, done: Sequence[tuple[IngestionResult, dict[str, Any]]]) -> Iterator[Emitted]:
@@ -189,60 +224,6 @@ def partition_failure(
             "not_run_partitions": ", ".join(not_run),
         },
     )
-
-
-def check_metadata(result: IngestionResult, validated: bool) -> dict[str, Any]:
-    return {"validated": validated, "model": result.validation.model or "none", "rows": result.validation.rows}
-
-
-def check_result(result: IngestionResult, validated: bool) -> dg.AssetCheckResult:
-    if not validated:
-        return dg.AssetCheckResult(
-            check_name=VALIDATION_CHECK,
-            passed=False,
-            severity=dg.AssetCheckSeverity.WARN,
-            description="Nothing was validated: the asset has no validation schema or validate=False",
-            metadata=check_metadata(result, validated),
-        )
-    return dg.AssetCheckResult(
-        check_name=VALIDATION_CHECK, passed=result.validation.passed, metadata=check_metadata(result, validated)
-    )
-
-
-def check_evaluation(key: dg.AssetKey, result: IngestionResult, validated: bool) -> dg.AssetCheckEvaluation:
-    single = check_result(result, validated)
-    return _compat.check_evaluation(
-        asset=key,
-        name=VALIDATION_CHECK,
-        partition=result.partition,
-        passed=single.passed,
-        severity=single.severity,
-        blocking=validated,
-        description=single.description or "Pandera validation of the batch",
-        metadata=check_metadata(result, validated),
-    )
-
-
-def failed_check(
-    key: dg.AssetKey, error: ValidationError, partition: str, *, in_range: bool
-) -> dg.AssetCheckResult | dg.AssetCheckEvaluation:
-    metadata: dict[str, Any] = {
-        "partition": partition,
-        "failed_checks": [f"{c.column}: {c.check} ({c.failure_count} rows)" for c in error.failed_checks],
-        "failing_rows": dg.MetadataValue.md(f"```\n{error.failing_rows}\n```"),
-    }
-    if in_range:
-        return _compat.check_evaluation(
-            asset=key,
-            name=VALIDATION_CHECK,
-            partition=partition,
-            passed=False,
-            severity=dg.AssetCheckSeverity.ERROR,
-            blocking=True,
-            description=str(error),
-            metadata=metadata,
-        )
-    return dg.AssetCheckResult(check_name=VALIDATION_CHECK, asset_key=key, passed=False, metadata=metadata)
 
 
 def run_with_timeout(
@@ -283,6 +264,13 @@ def result_metadata(result: IngestionResult, config: CascadeConfig) -> dict[str,
         "run_id": result.run_id,
         **{f"seconds_{phase}": dg.MetadataValue.float(round(s, 4)) for phase, s in result.phase_seconds.items()},
     }
+    if result.quarantine is not None:
+        metadata["rows_quarantined"] = result.quarantine.rows_quarantined
+        metadata["quarantine_table"] = result.quarantine.table
+    if result.audit is not None and result.audit.snapshot_id is not None:
+        metadata["audited_snapshot_id"] = str(result.audit.snapshot_id)
+        metadata["audit_rounds"] = result.audit.rounds
+        metadata["audits"] = list(result.audit.audits)
     catalog = open_catalog(config)
     if not catalog.table_exists(result.table):  # an empty first day commits nothing and creates no table
         return metadata

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from cascade.errors import UnknownAssetError
+from cascade import UnknownAssetError
 from cascade_dagster.assets import build_definitions, discovered_assets
 from cascade_dagster.resource import CascadeResource
 

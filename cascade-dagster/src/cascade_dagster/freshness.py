@@ -23,9 +23,7 @@ from typing import Any
 import dagster as dg
 
 import cascade
-from cascade import CascadeAsset
-from cascade.catalog import open_catalog, table_identifier
-from cascade.coverage import AssetStatus, table_status
+from cascade import AssetStatus, CascadeAsset, open_catalog, table_identifier, table_status
 from cascade_dagster.resource import CascadeResource
 from cascade_dagster.translator import CascadeTranslator
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 import dagster as dg
 import pyarrow as pa
 
-from cascade.errors import ConfigurationError
+from cascade import ConfigurationError
 from cascade_dagster.resource import CascadeResource
 
 IO_MANAGER_KEY = "cascade_io_manager"

@@ -15,11 +15,16 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from cascade import load_config
-from cascade.catalog import open_catalog
-from cascade.maintenance import MaintenanceReport, maintain
-from cascade.maintenance_policy import MaintenancePolicy, parse_duration, parse_size
-from cascade.tables import all_tables
+from cascade import (
+    MaintenancePolicy,
+    MaintenanceReport,
+    all_tables,
+    load_config,
+    maintain,
+    open_catalog,
+    parse_duration,
+    parse_size,
+)
 from cascade_dagster.resource import CascadeResource
 
 JOB_NAME = "cascade_maintenance"

@@ -21,7 +21,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.transforms import DayTransform, IdentityTransform
 from pyiceberg.types import DateType, TimestampType, TimestamptzType
 
-from cascade.errors import ConfigurationError
+from cascade import ConfigurationError
 
 
 def partition_filter(

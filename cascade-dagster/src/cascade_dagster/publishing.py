@@ -6,9 +6,7 @@ from typing import Any
 import dagster as dg
 from pyiceberg.table import Table
 
-from cascade import AssetSpec
-from cascade.runner import MAIN
-from cascade.tables import ancestry, publish_branch
+from cascade import MAIN, AssetSpec, ancestry, publish_branch
 from cascade_dagster.resource import CascadeResource
 
 

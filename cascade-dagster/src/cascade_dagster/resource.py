@@ -13,10 +13,7 @@ from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.table import Table
 
 import cascade
-from cascade import CascadeConfig
-from cascade.catalog import open_catalog
-from cascade.errors import ConfigurationError
-from cascade.runner import MAIN
+from cascade import MAIN, CascadeConfig, ConfigurationError, open_catalog
 from cascade_dagster.partitions import partition_filter
 
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.schema import Schema
 
-from cascade.conform import conform, reject_null_keys
+from cascade.conformance import conform, reject_null_keys
 
 POSITION = "__cascade_position"
 OTHER_POSITION = "__cascade_other_position"
@@ -25,20 +25,16 @@ def prepare_batch(batch: pa.Table, schema: Schema, keys: tuple[str, ...]) -> pa.
 
 def keep_last_per_key(rows: pa.Table, keys: tuple[str, ...]) -> pa.Table:
     """Drop all but the last row of each key, keeping the survivors in batch order."""
-    if rows.num_rows == 0 or distinct_count(rows, keys) == rows.num_rows:
+    if rows.num_rows == 0:
         return rows
     last = numbered(rows, keys).group_by(list(keys), use_threads=False).aggregate([(POSITION, "max")])
+    if last.num_rows == rows.num_rows:  # every key once: nothing to drop, nothing to copy
+        return rows
     return rows.take(sorted_values(last.column(f"{POSITION}_max")))
 
 
 def sorted_values(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     return pc.take(values, pc.sort_indices(values))
-
-
-def distinct_count(rows: pa.Table, keys: Sequence[str]) -> int:
-    if len(keys) == 1:
-        return int(pc.count_distinct(rows.column(keys[0])).as_py())
-    return int(rows.select(list(keys)).group_by(list(keys), use_threads=False).aggregate([]).num_rows)
 
 
 def numbered(rows: pa.Table, keys: Sequence[str]) -> pa.Table:

@@ -23,7 +23,7 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 from pyiceberg.table.refs import MAIN_BRANCH
 
-from cascade.conform import conform, null_safe_equal
+from cascade.conformance import conform, null_safe_equal
 from cascade.merge.batch import batch_positions
 from cascade.merge.pruning import PROBE_THREADS, candidate_files
 from cascade.spec import METADATA_COLUMNS

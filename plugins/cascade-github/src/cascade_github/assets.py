@@ -16,19 +16,13 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
-from dlt.sources.helpers.rest_client.paginators import HeaderLinkPaginator
-
-from cascade import RunContext, cascade_ingestion, rest_api_source
-from cascade.errors import ConfigurationError, SourceError
-from cascade_github.rows import day_start, event_row, on_day, parse_time, repo_row
+from cascade import ConfigurationError, RunContext, SourceError, cascade_ingestion, rest_api_source
+from cascade_github.rows import day_start, event_row, on_day, repo_row
 from cascade_github.schemas import (
     EVENTS_PARTITIONING,
     EVENTS_SCHEMA,
     REPOS_PARTITIONING,
     REPOS_SCHEMA,
-    RawEvent,
-    RepoStats,
 )
 
 PLUGIN = "github"
@@ -37,22 +31,6 @@ PER_PAGE = 100
 USER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 REPOSITORY = re.compile(r"^[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100}$")
 HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
-
-
-class EventsPaginator(HeaderLinkPaginator):
-    """Follow ``Link: rel="next"`` until a page holds only events from before the partition day.
-
-    GitHub lists events newest first, so every later page is older still.
-    """
-
-    def __init__(self, not_before: dt.datetime) -> None:
-        super().__init__()
-        self.not_before = not_before
-
-    def update_state(self, response: Any, data: list[Any] | None = None) -> None:
-        super().update_state(response, data)
-        if data and all(parse_time(event["created_at"]) < self.not_before for event in data):
-            self._next_reference = None
 
 
 def one_argument(step: Callable[..., Any], *args: Any) -> Callable[[Any], Any]:
@@ -89,6 +67,8 @@ def client_config(context: RunContext) -> dict[str, Any]:
     token = context.secret(PLUGIN, "token", env="GITHUB_TOKEN")
     client: dict[str, Any] = {"base_url": base_url.rstrip("/") + "/", "headers": dict(HEADERS)}
     if token:
+        from dlt.sources.helpers.rest_client.auth import BearerTokenAuth  # loads dlt: only when the asset runs
+
         client["auth"] = BearerTokenAuth(token)
     return client
 
@@ -97,7 +77,7 @@ def client_config(context: RunContext) -> dict[str, Any]:
     table_name="events",
     unique_key="id",
     iceberg_schema=EVENTS_SCHEMA,
-    validation_schema=RawEvent,
+    validation_schema="cascade_github.checks:RawEvent",
     partition_spec=EVENTS_PARTITIONING,
     stable_partitions=True,  # an event's time never changes
     group="github",
@@ -106,6 +86,8 @@ def client_config(context: RunContext) -> dict[str, Any]:
 )
 def events(partition_date: str, context: RunContext) -> Any:
     """Public events of the configured GitHub users, one row per event, by the day it happened."""
+    from cascade_github.paging import EventsPaginator  # loads dlt: only when the asset runs
+
     users = listed(context, "users", "GITHUB_USERS", USER)
     per_page = page_size(context)
     resources: list[Any] = [
@@ -145,7 +127,7 @@ def check_snapshot_date(context: RunContext, today: dt.date | None = None) -> dt
     table_name="repos",
     unique_key=("repository", "snapshot_date"),
     iceberg_schema=REPOS_SCHEMA,
-    validation_schema=RepoStats,
+    validation_schema="cascade_github.checks:RepoStats",
     partition_spec=REPOS_PARTITIONING,
     stable_partitions=True,
     group="github",

@@ -6,24 +6,10 @@ import datetime as dt
 import hashlib
 from typing import Any
 
-from dlt.sources.helpers.rest_client.paginators import BasePaginator
-
 from cascade import RunContext, cascade_ingestion, rest_api_source
-from cascade_nightscout.schemas import GLUCOSE_PARTITIONING, GLUCOSE_SCHEMA, RawGlucose
+from cascade_nightscout.schemas import GLUCOSE_PARTITIONING, GLUCOSE_SCHEMA
 
-PAGE_SIZE = 1000
 FIELDS = ("_id", "date", "dateString", "sgv", "delta", "direction", "device", "type")
-
-
-class OlderThanPaginator(BasePaginator):
-    """Nightscout pages newest-first: ask again for readings older than the oldest one seen."""
-
-    def update_state(self, response: Any, data: list[Any] | None = None) -> None:
-        self._oldest = min((row["date"] for row in data or []), default=None)
-        self._has_next_page = len(data or []) >= PAGE_SIZE
-
-    def update_request(self, request: Any) -> None:
-        request.params["find[date][$lt]"] = self._oldest
 
 
 def day_bounds_ms(partition_date: str) -> tuple[int, int]:
@@ -35,7 +21,7 @@ def day_bounds_ms(partition_date: str) -> tuple[int, int]:
     table_name="glucose",
     unique_key="_id",
     iceberg_schema=GLUCOSE_SCHEMA,
-    validation_schema=RawGlucose,
+    validation_schema="cascade_nightscout.checks:RawGlucose",
     partition_spec=GLUCOSE_PARTITIONING,
     stable_partitions=True,  # a reading's time never changes
     group="nightscout",
@@ -49,6 +35,8 @@ def glucose(partition_date: str, context: RunContext) -> Any:
         raise ValueError("set the Nightscout URL: NIGHTSCOUT_URL or [plugins.nightscout] url in cascade.toml")
     token = context.secret("nightscout", "token", env="NIGHTSCOUT_TOKEN")
     start, end = day_bounds_ms(partition_date)
+    from cascade_nightscout.paging import PAGE_SIZE, OlderThanPaginator  # loads dlt: only when the asset runs
+
     source = rest_api_source(
         {
             "client": {

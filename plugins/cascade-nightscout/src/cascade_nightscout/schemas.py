@@ -1,10 +1,7 @@
-"""The glucose table's Iceberg schema (partitioned by day) and its Pandera model."""
+"""The glucose table's Iceberg schema, partitioned by day (its Pandera model is in ``checks``)."""
 
 from __future__ import annotations
 
-import pandas as pd
-import pandera.pandas as pa
-from pandera.typing import Series
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.transforms import DayTransform
@@ -24,30 +21,3 @@ GLUCOSE_SCHEMA = Schema(
 GLUCOSE_PARTITIONING = PartitionSpec(
     PartitionField(source_id=3, field_id=1000, transform=DayTransform(), name="date_string_day")
 )
-
-DIRECTIONS = [
-    "NONE",
-    "DoubleUp",
-    "SingleUp",
-    "FortyFiveUp",
-    "Flat",
-    "FortyFiveDown",
-    "SingleDown",
-    "DoubleDown",
-    "NOT COMPUTABLE",
-    "RATE OUT OF RANGE",
-]
-
-
-class RawGlucose(pa.DataFrameModel):
-    """A CGM reading as Nightscout serves it."""
-
-    id: Series[str] = pa.Field(alias="_id", nullable=False, unique=True)
-    date: Series[int] = pa.Field(gt=0, nullable=False)
-    date_string: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs={"unit": "us", "tz": "UTC"}, nullable=False)
-    sgv: Series[int] = pa.Field(ge=20, le=600, nullable=False)
-    direction: Series[str] = pa.Field(isin=DIRECTIONS, nullable=True)
-
-    class Config:
-        strict = False
-        coerce = True

@@ -4,42 +4,49 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-from pyiceberg.schema import Schema
-from pyiceberg.table import Table
-from pyiceberg.types import BooleanType, DoubleType, LongType, NestedField, StringType, TimestamptzType
+import cascade
+from cascade import hookimpl
 
-from cascade import IngestionResult, RunContext
-from cascade.catalog import load_or_create_table, open_catalog
-from cascade.conform import conform
-from cascade.plugins import hookimpl
-from cascade.redaction import redact
+if TYPE_CHECKING:
+    from pyiceberg.schema import Schema
+    from pyiceberg.table import Table
+
+    from cascade import IngestionResult, RunContext
 
 RUNS_TABLE = ("cascade", "runs")
-RUNS_SCHEMA = Schema(
-    NestedField(1, "run_id", StringType(), required=False),
-    NestedField(2, "asset", StringType(), required=False),
-    NestedField(3, "partition", StringType(), required=False),
-    NestedField(4, "branch", StringType(), required=False),
-    NestedField(5, "status", StringType(), required=False, doc="succeeded or failed"),
-    NestedField(6, "committed", BooleanType(), required=False),
-    NestedField(7, "rows_extracted", LongType(), required=False),
-    NestedField(8, "rows_inserted", LongType(), required=False),
-    NestedField(9, "rows_updated", LongType(), required=False),
-    NestedField(10, "rows_unchanged", LongType(), required=False),
-    NestedField(11, "duration_seconds", DoubleType(), required=False),
-    NestedField(12, "error_class", StringType(), required=False),
-    NestedField(13, "error_message", StringType(), required=False),
-    NestedField(14, "snapshot_id", LongType(), required=False),
-    NestedField(15, "finished_at", TimestamptzType(), required=False),
-)
+
+
+def runs_schema() -> Schema:
+    """The run log's columns (built on first use: loading this plugin must not load pyiceberg)."""
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import BooleanType, DoubleType, LongType, NestedField, StringType, TimestamptzType
+
+    return Schema(
+        NestedField(1, "run_id", StringType(), required=False),
+        NestedField(2, "asset", StringType(), required=False),
+        NestedField(3, "partition", StringType(), required=False),
+        NestedField(4, "branch", StringType(), required=False),
+        NestedField(5, "status", StringType(), required=False, doc="succeeded or failed"),
+        NestedField(6, "committed", BooleanType(), required=False),
+        NestedField(7, "rows_extracted", LongType(), required=False),
+        NestedField(8, "rows_inserted", LongType(), required=False),
+        NestedField(9, "rows_updated", LongType(), required=False),
+        NestedField(10, "rows_unchanged", LongType(), required=False),
+        NestedField(11, "duration_seconds", DoubleType(), required=False),
+        NestedField(12, "error_class", StringType(), required=False),
+        NestedField(13, "error_message", StringType(), required=False),
+        NestedField(14, "snapshot_id", LongType(), required=False),
+        NestedField(15, "finished_at", TimestamptzType(), required=False),
+    )
+
+
 _started: dict[str, float] = {}
 
 
 def runs_table(context: RunContext) -> Table:
-    return load_or_create_table(open_catalog(context.config), RUNS_TABLE, RUNS_SCHEMA)
+    return cascade.load_or_create_table(cascade.open_catalog(context.config), RUNS_TABLE, runs_schema())
 
 
 def append_run(context: RunContext, row: dict[str, Any]) -> None:
@@ -52,8 +59,10 @@ def append_run(context: RunContext, row: dict[str, Any]) -> None:
         "duration_seconds": time.monotonic() - _started.pop(context.run_id, time.monotonic()),
         **row,
     }
+    import pyarrow as pa
+
     table = runs_table(context)
-    table.append(conform(pa.Table.from_pylist([record]), table.schema(), where="cascade.runs"))
+    table.append(cascade.conform(pa.Table.from_pylist([record]), table.schema(), where="cascade.runs"))
 
 
 @hookimpl
@@ -85,6 +94,6 @@ def cascade_run_failed(context: RunContext, error: BaseException) -> None:
             "status": "failed",
             "committed": False,
             "error_class": type(error).__name__,
-            "error_message": redact(str(error))[:2000],
+            "error_message": cascade.redact(str(error))[:2000],
         },
     )
