@@ -12,14 +12,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from cascade import load_config
-from tests.conftest import CASCADE, cascade_cli, cascade_env, in_terminal, read_table, snapshot_id
+from tests.conftest import CASCADE, cascade_cli, cascade_env, in_terminal, read_table
 
 DAYS = [f"2024-06-{d:02d}" for d in range(1, 11)]
 # what a command's start must not import (``cascade list`` imports the plugins, and so some of these)
@@ -99,11 +98,15 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path, nightscout, ns_env: dict[str, str]
         stderr=subprocess.PIPE,
         text=True,
     )
-    while snapshot_id(load_config(tmp_path), "nightscout.glucose") is None:  # until a partition has committed
-        assert process.poll() is None, process.communicate()[1][-2000:]
-        time.sleep(0.1)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate()
+    assert process.stderr is not None
+    logged = []
+    for line in process.stderr:  # JSON log lines (a pipe), until the first partition has committed
+        logged.append(line)
+        if '"event": "run finished"' in line:
+            break
+    process.send_signal(signal.SIGINT)  # while the second partition runs
+    _, rest = process.communicate()
+    stderr = "".join(logged) + rest
     nightscout.heal()
     assert process.returncode == 130, stderr[-2000:]
     assert "interrupted: partitions that finished stay committed" in stderr
