@@ -12,8 +12,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField
 
 import cascade
-from cascade import CascadeConfig, cascade_ingestion
-from cascade.catalog import check_branch_name, open_catalog
+from cascade import CascadeConfig, cascade_ingestion, check_branch_name, open_catalog
 from cascade.errors import ConfigurationError, CorruptCatalogError, HookError
 from cascade.plugins import hookimpl, register, unregister
 from cascade.registry import Registry
