@@ -177,8 +177,8 @@ def invoke_cli(*args: str, env: Mapping[str, str | None] | None = None) -> Invoc
     """``cascade ARGS`` in this process, as if in a fresh one: what the command sets up for its process
     (environment variables, logging) is undone afterwards. ``env`` adds to (None: removes from) the
     environment for this command only."""
-    settings = {**os.environ, **{k: v for k, v in (env or {}).items() if v is not None}}
-    assert settings.get("OTEL_TRACES_EXPORTER", "none") in ("", "none"), (
+    exporter = (env or {}).get("OTEL_TRACES_EXPORTER", os.environ.get("OTEL_TRACES_EXPORTER"))
+    assert exporter in (None, "", "none"), (
         "an exporter in process would set OpenTelemetry's provider for the rest of the session: use cascade_cli"
     )
     runner = CliRunner(**_SEPARATE_STDERR)
