@@ -43,9 +43,7 @@ def _options(
 
 
 @app.command("list")
-def list_assets(
-    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
-) -> None:
+def list_assets(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List the assets that installed plugins provide, and plugins that failed to load."""
     from rich.markup import escape
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cascade_cli.app import session
+from cascade_cli.options import JsonOption
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -48,7 +49,7 @@ def maintain_command(
     ] = None,
     branch: Annotated[str, typer.Option("--branch", "-b", help="Branch to compact and rewrite.")] = "main",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would change; change nothing.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Expire old snapshots, and compact files, rewrite manifests and remove orphans when asked."""
     from pyiceberg.exceptions import NoSuchTableError

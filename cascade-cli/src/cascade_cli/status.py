@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cascade_cli.app import session
+from cascade_cli.options import JsonOption
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -55,7 +56,7 @@ def status_command(
     ] = None,
     branch: Annotated[str | None, typer.Option("--branch", "-b", help="Iceberg branch to look at.")] = None,
     weeks: Annotated[int, typer.Option("--weeks", min=1, max=106, help="Weeks the calendar shows.")] = 26,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
     now: Annotated[str | None, typer.Option("--now", hidden=True, help="Judge as of this ISO time (tests).")] = None,
 ) -> None:
     """Per asset: a calendar of committed, late, failed and missing days, and whether it is fresh."""
