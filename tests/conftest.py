@@ -27,13 +27,13 @@ for _name, _value in FAST_HTTP.items():
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 # The run-history plugin would add a cascade.runs table to every test's catalog; its own tests
 # enable it (in process by registering it, across processes by clearing this list).
-os.environ["CASCADE_BLOCKED_PLUGINS"] = "cascade-runlog"  # before the imports: they load hook plugins
+os.environ["CASCADE_BLOCKED_PLUGINS"] = "cascade-runlog"  # before anything loads the hook plugins
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pytest
@@ -47,6 +47,9 @@ from cascade_cli.main import app
 from cascade_github.server import GitHubServer
 from cascade_nightscout.server import NightscoutServer
 from tests.servers import PostgresServer, S3Server, shared_catalog_properties
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 NIGHTSCOUT_TOKEN = "ns-T0ken-for-tests-7f3a"
 GITHUB_TOKEN = "ghp_TestToken0123456789abcdefABCDEF"
@@ -274,6 +277,26 @@ def registry() -> Iterator[Registry]:
     """An empty registry for assets a test defines."""
     with isolated_registry() as fresh:
         yield fresh
+
+
+@pytest.fixture
+def exported() -> InMemorySpanExporter:
+    """test_telemetry's in-memory exporter, installed here when that module has not run in this process."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from tests.integration.test_telemetry import EXPORTER
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):  # OpenTelemetry takes one provider per process
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    if not getattr(provider, "_cascade_test_exporter", False):  # another module's provider lacks it
+        provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
+        provider._cascade_test_exporter = True  # type: ignore[attr-defined]
+    EXPORTER.clear()
+    return EXPORTER
 
 
 def read_table(config: CascadeConfig, identifier: str, branch: str = "main") -> pa.Table:

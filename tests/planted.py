@@ -26,9 +26,8 @@ from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField, StringType
 
 import cascade
-from cascade import CascadeConfig, cascade_ingestion
+from cascade import CascadeConfig, cascade_ingestion, register_hooks, unregister_hooks
 from cascade.catalog import open_catalog
-from cascade.plugins import register, unregister
 
 SCHEMA = Schema(
     NestedField(1, "id", StringType(), required=False),
@@ -90,9 +89,9 @@ def make_asset(today: dt.date, failing: set[str]) -> cascade.CascadeAsset:  # ty
 
 @pytest.fixture
 def runlog() -> Iterator[None]:
-    register(cascade_runlog.plugin, name="cascade-runlog")
+    register_hooks(cascade_runlog.plugin, name="cascade-runlog")
     yield
-    unregister("cascade-runlog")
+    unregister_hooks("cascade-runlog")
 
 
 def plant(config: CascadeConfig) -> Planted:

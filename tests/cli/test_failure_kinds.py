@@ -12,9 +12,16 @@ from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField
 
 import cascade
-from cascade import CascadeConfig, cascade_ingestion, check_branch_name, open_catalog
+from cascade import (
+    CascadeConfig,
+    cascade_ingestion,
+    check_branch_name,
+    hookimpl,
+    open_catalog,
+    register_hooks,
+    unregister_hooks,
+)
 from cascade.errors import ConfigurationError, CorruptCatalogError, HookError
-from cascade.plugins import hookimpl, register, unregister
 from cascade.registry import Registry
 from cascade.staging import leftover_pipelines, pipeline_place
 from tests.conftest import SHARED, snapshot_id
@@ -80,11 +87,11 @@ class Custom(BaseException):
 
 @pytest.mark.parametrize("error", [SystemExit(3), Custom("down with the run")], ids=["sys.exit", "base-exception"])
 def test_a_hook_exiting_before_the_commit_fails_the_run_naming_it(cli, numbers: Any, error: BaseException) -> None:  # type: ignore[no-untyped-def]
-    name = register(Exiting("cascade_before_commit", error), "exiting-plugin")
+    name = register_hooks(Exiting("cascade_before_commit", error), "exiting-plugin")
     try:
         done = cli("run", "numbers", "--date", "2024-05-01", "--json")
     finally:
-        unregister(name)
+        unregister_hooks(name)
     assert done.exit_code == 1, done.output
     assert "hook cascade_before_commit of plugin 'exiting-plugin' failed" in done.stderr
     assert ("SystemExit: exit code 3" if isinstance(error, SystemExit) else "Custom: down with the run") in done.stderr
@@ -92,11 +99,11 @@ def test_a_hook_exiting_before_the_commit_fails_the_run_naming_it(cli, numbers: 
 
 
 def test_a_hook_exiting_after_the_commit_is_reported_and_the_run_succeeds(cli, numbers: Any) -> None:  # type: ignore[no-untyped-def]
-    name = register(Exiting("cascade_after_commit", SystemExit(3)), "exiting-plugin")
+    name = register_hooks(Exiting("cascade_after_commit", SystemExit(3)), "exiting-plugin")
     try:
         done = cli("run", "numbers", "--date", "2024-05-01", "--json")
     finally:
-        unregister(name)
+        unregister_hooks(name)
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["committed"] is True
     failed = [json.loads(line) for line in done.stderr.splitlines() if '"hook failed"' in line]
@@ -112,12 +119,12 @@ class BadReturn:
 
 
 def test_a_bad_after_extract_return_names_the_plugin(numbers: Any, config: CascadeConfig) -> None:
-    name = register(BadReturn(), "bad-return")
+    name = register_hooks(BadReturn(), "bad-return")
     try:
         with pytest.raises(HookError, match="plugin 'bad-return' failed: returned list, not None or a pyarrow Table"):
             cascade.run(numbers, "2024-05-01", config=config)
     finally:
-        unregister(name)
+        unregister_hooks(name)
 
 
 UNSAFE = {

@@ -15,9 +15,8 @@ from pyiceberg.types import LongType, NestedField, StringType
 from rich.console import Console
 
 import cascade
-from cascade import cascade_ingestion
+from cascade import cascade_ingestion, hookimpl, register_hooks, unregister_hooks
 from cascade.catalog import open_catalog
-from cascade.plugins import hookimpl, register, unregister
 from cascade.registry import Registry
 from cascade_cli.output import print_table
 
@@ -89,12 +88,12 @@ def test_json_stdout_stays_json_whatever_a_plugin_logs(
     )
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.delitem(sys.modules, "late_assets", raising=False)
-    name = register(RaisingOnRegistration(), "raising-on-registration")
+    name = register_hooks(RaisingOnRegistration(), "raising-on-registration")
     try:
         listing = cli("list", "--json")
         ran = cli("run", "late", "--date", "2024-05-01", "--json")
     finally:
-        unregister(name)
+        unregister_hooks(name)
     assert "late" in [a["asset"] for a in json.loads(listing.stdout)["assets"]]
     assert "no thanks for late" in listing.stderr and "raising-on-registration" in listing.stderr
     assert json.loads(ran.stdout)["rows_inserted"] == 1, ran.output

@@ -15,9 +15,8 @@ from pathlib import Path
 import cascade_runlog.plugin
 import pytest
 
-from cascade import CascadeConfig, HttpPolicy
+from cascade import CascadeConfig, HttpPolicy, register_hooks, unregister_hooks
 from cascade.catalog import open_catalog
-from cascade.plugins import register, unregister
 from cascade.registry import Registry, isolated_registry
 from tests.conftest import FAST_HTTP, SHARED, invoke_cli
 from tests.planted import FRESH, LATE, OVERDUE, TABLE, Planted, plant, runlog
@@ -38,11 +37,11 @@ def planted_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pla
     """One history planted for the module (planting takes seconds), and where its catalog is."""
     home = tmp_path_factory.mktemp("planted") / "cascade"
     with isolated_registry():
-        register(cascade_runlog.plugin, name="cascade-runlog")  # as the runlog fixture, for the planting only
+        register_hooks(cascade_runlog.plugin, name="cascade-runlog")  # as the runlog fixture, for the planting only
         try:
             planted = plant(CascadeConfig(home=home, http=HttpPolicy.from_settings(FAST_HTTP)))
         finally:
-            unregister("cascade-runlog")
+            unregister_hooks("cascade-runlog")
         yield planted, home
 
 

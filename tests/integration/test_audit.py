@@ -1,7 +1,7 @@
 """Write-audit-publish: a run's snapshot is audited on a private branch before its target sees it.
 
 Real SQLite catalog, a real dlt source, audits in DuckDB, and hook plugins written as an
-outsider would, registered with ``cascade.plugins.register``.
+outsider would, registered with ``cascade.register_hooks``.
 """
 
 from __future__ import annotations
@@ -17,14 +17,12 @@ from pyiceberg.types import LongType, NestedField, StringType
 
 import cascade
 import cascade_testplugin.hooks as recorded
-from cascade import CascadeConfig, cascade_ingestion
+from cascade import CascadeConfig, cascade_ingestion, hookimpl, register_hooks, unregister_hooks
 from cascade.audit import PUBLISH_TAG, AuditFailedError
 from cascade.catalog import branches, open_catalog
-from cascade.plugins import hookimpl, register, unregister
 from cascade.registry import isolated_registry
 from cascade.tables import ancestry
 from tests.conftest import read_table, snapshot_id
-from tests.integration.test_telemetry import EXPORTER
 
 SCHEMA = Schema(NestedField(1, "id", StringType(), required=True), NestedField(2, "n", LongType(), required=False))
 TABLE = "wap.things"
@@ -126,11 +124,11 @@ def test_a_writer_moving_main_during_the_audit_leads_to_a_re_merge_and_a_re_audi
             if len(audited) == 1:  # another writer lands on main while the first round is audited
                 cascade.run(asset, "2024-01-02", config=config, tags={PUBLISH_TAG: "direct"})
 
-    register(ConcurrentWriter(), name="concurrent-writer")
+    register_hooks(ConcurrentWriter(), name="concurrent-writer")
     try:
         result = cascade.run(asset, "2024-01-01", config=config)
     finally:
-        unregister("concurrent-writer")
+        unregister_hooks("concurrent-writer")
     assert result.audit is not None and result.audit.rounds == 2
     assert len(audited) == 2 and audited[1] == result.audit.snapshot_id
     assert snapshot_id(config, TABLE) == audited[1]  # main is exactly the second audited snapshot
@@ -147,24 +145,6 @@ def test_the_run_tag_asks_for_an_audit_on_an_asset_that_publishes_directly(confi
     result = cascade.run(things, "2024-01-01", config=config, tags={PUBLISH_TAG: "audit"})
     assert result.audit is not None and result.audit.published and result.audit.audits == ()
     assert snapshot_id(config, TABLE) == result.audit.snapshot_id
-
-
-@pytest.fixture
-def exported() -> InMemorySpanExporter:
-    """test_telemetry's in-memory exporter, installed here when that module has not run in this process."""
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):  # OpenTelemetry takes one provider per process
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    if not getattr(provider, "_test_audit_exporter", False):  # another module's provider lacks it
-        provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
-        provider._test_audit_exporter = True  # type: ignore[attr-defined]
-    EXPORTER.clear()
-    return EXPORTER
 
 
 def test_the_audit_phase_has_its_own_span(config: CascadeConfig, exported: InMemorySpanExporter) -> None:

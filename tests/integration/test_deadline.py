@@ -14,9 +14,8 @@ from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField
 
 import cascade
-from cascade import CascadeConfig, cascade_ingestion, http_session
+from cascade import CascadeConfig, cascade_ingestion, hookimpl, http_session, register_hooks, unregister_hooks
 from cascade.errors import RunTimeoutError
-from cascade.plugins import hookimpl, register, unregister
 from cascade.registry import Registry
 from tests.conftest import snapshot_id
 
@@ -94,10 +93,10 @@ def test_a_slow_before_commit_hook_past_the_budget_commits_nothing(registry: Reg
     cascade.run(audited, "2024-05-01", config=config)
     before = snapshot_id(config, "drip.audited")
     rows.append({"id": 2})
-    name = register(SlowAudit(), "slow-audit")
+    name = register_hooks(SlowAudit(), "slow-audit")
     try:
         with pytest.raises(RunTimeoutError, match="max_runtime_seconds=4 during cascade_before_commit"):
             cascade.run(audited, "2024-05-02", config=config)
     finally:
-        unregister(name)
+        unregister_hooks(name)
     assert snapshot_id(config, "drip.audited") == before

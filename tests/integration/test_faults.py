@@ -18,10 +18,9 @@ import pytest
 import sqlalchemy.exc
 
 import cascade
-from cascade import CascadeConfig, merge_into
+from cascade import CascadeConfig, hookimpl, merge_into, register_hooks, unregister_hooks
 from cascade.catalog import open_catalog
 from cascade.errors import CatalogError, StorageError
-from cascade.plugins import hookimpl, register, unregister
 from cascade_nightscout import glucose
 from tests.conftest import FAST_HTTP, NIGHTSCOUT_TOKEN, read_table, snapshot_id
 from tests.servers import PG_PASSWORD, S3_SECRET, FaultyProxy, shared_catalog_properties
@@ -67,11 +66,11 @@ class CutBeforeCommit:
 
 
 def run_with_hook(plugin: object, config: CascadeConfig, day: str) -> Any:
-    register(plugin, name="cut-link")
+    register_hooks(plugin, name="cut-link")
     try:
         return cascade.run(glucose, day, config=config)
     finally:
-        unregister("cut-link")
+        unregister_hooks("cut-link")
 
 
 def assert_one_clean_copy(config: CascadeConfig, days: int) -> None:

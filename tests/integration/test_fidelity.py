@@ -37,10 +37,9 @@ from pyiceberg.types import (
 )
 
 import cascade
-from cascade import INGESTED_AT, CascadeConfig, cascade_ingestion
+from cascade import INGESTED_AT, CascadeConfig, cascade_ingestion, hookimpl, register_hooks, unregister_hooks
 from cascade.catalog import open_catalog
 from cascade.errors import HookError, NullKeyError, SchemaMismatchError, ValidationError
-from cascade.plugins import hookimpl, register, unregister
 from cascade.registry import isolated_registry
 from tests.conftest import read_table, snapshot_id
 
@@ -361,22 +360,22 @@ class FiltersRows:
     ],
 )
 def test_a_hook_cannot_touch_the_ingestion_stamp(config: CascadeConfig, plugin: object, fragment: str) -> None:
-    register(plugin, name="stamp-meddler")
+    register_hooks(plugin, name="stamp-meddler")
     try:
         with isolated_registry(), pytest.raises(HookError) as caught:
             cascade.run(things_asset({"2024-01-01": [{"id": "a"}]}), "2024-01-01", config=config)
     finally:
-        unregister("stamp-meddler")
+        unregister_hooks("stamp-meddler")
     assert "plugin 'stamp-meddler'" in str(caught.value) and fragment in str(caught.value)
     assert snapshot_id(config, TABLE) is None
 
 
 def test_a_hook_may_drop_rows(config: CascadeConfig) -> None:
-    register(FiltersRows(), name="row-filter")
+    register_hooks(FiltersRows(), name="row-filter")
     try:
         with isolated_registry():
             cascade.run(things_asset({"2024-01-01": [{"id": "a"}, {"id": "drop"}]}), "2024-01-01", config=config)
     finally:
-        unregister("row-filter")
+        unregister_hooks("row-filter")
     assert set(stored(config)) == {"a"}
     assert read_table(config, TABLE).column(INGESTED_AT).null_count == 0

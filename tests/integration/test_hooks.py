@@ -11,15 +11,16 @@ import structlog
 
 import cascade
 import cascade_testplugin.hooks as recorded
-from cascade import CascadeConfig
+from cascade import CascadeConfig, register_hooks, unregister_hooks
 from cascade.errors import CommitVetoedError, HookError, SourceError
-from cascade.plugins import hooks, register, unregister
+from cascade.plugins import hooks
 from cascade_nightscout import glucose
 from tests.conftest import read_table, snapshot_id
 
 
 @pytest.fixture(autouse=True)
 def reset_test_plugin() -> Iterator[None]:
+    hooks()  # loaded first: once loaded, the plugin hears of every asset already registered
     recorded.CALLS.clear()
     recorded.VETO = recorded.RAISE_IN = recorded.DROP_WHERE = None
     yield
@@ -37,6 +38,7 @@ def test_installed_hook_plugin_is_loaded_by_entry_point() -> None:
 def test_hooks_are_called_in_order_with_their_arguments(ns_config: CascadeConfig) -> None:
     result = cascade.run(glucose, "2024-03-01", branch="dev", config=ns_config)
     assert hook_names() == [
+        "cascade_run",
         "cascade_config_loaded",
         "cascade_run_started",
         "cascade_after_extract",
@@ -57,7 +59,7 @@ def test_failed_run_calls_run_failed(ns_config: CascadeConfig, nightscout) -> No
     nightscout.fail(status=401)
     with pytest.raises(SourceError):
         cascade.run(glucose, "2024-03-01", config=ns_config)
-    assert hook_names() == ["cascade_config_loaded", "cascade_run_started", "cascade_run_failed"]
+    assert hook_names() == ["cascade_run", "cascade_config_loaded", "cascade_run_started", "cascade_run_failed"]
     assert dict(recorded.CALLS)["cascade_run_failed"] == {"error": "SourceError"}
 
 
@@ -104,9 +106,9 @@ def test_failing_observer_changes_nothing(ns_config: CascadeConfig) -> None:
 
 @pytest.fixture
 def runlog() -> Iterator[None]:
-    register(cascade_runlog.plugin, name="cascade-runlog")
+    register_hooks(cascade_runlog.plugin, name="cascade-runlog")
     yield
-    unregister("cascade-runlog")
+    unregister_hooks("cascade-runlog")
 
 
 def test_run_history_records_successes_and_failures(runlog: None, ns_config: CascadeConfig, nightscout) -> None:
@@ -148,8 +150,11 @@ def test_every_hook_is_documented_and_implemented_by_the_test_plugin() -> None:
     from cascade import hookspecs
 
     specs = {name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("cascade_")}
-    assert len(specs) == 9
+    assert len(specs) == 10
     for name in specs:
         doc = inspect.getdoc(getattr(hookspecs, name)) or ""
         assert "Called" in doc and ("Observing" in doc or "Shaping" in doc), name
+        assert ("Shaping:" in doc) == (name in hookspecs.SHAPING_HOOKS), f"{name}: its doc and SHAPING_HOOKS disagree"
+        firstresult = getattr(hookspecs, name).cascade_spec.get("firstresult", False)
+        assert ("Stops at first non-None result." in doc) == firstresult, name
         assert hasattr(recorded, name), f"{name} has no implementation in the test plugin, so no test"

@@ -1,32 +1,25 @@
-"""The asset registry and entry-point discovery: the one place plugins are loaded.
+"""The asset registry and asset discovery.
 
 Assets register themselves when their module is imported. ``discover()`` imports every
-``cascade.assets`` entry point; ``CASCADE_DISABLE_PLUGIN_AUTOLOAD=1`` turns that off and
-``CASCADE_BLOCKED_PLUGINS=a,b`` skips the named plugins (entry-point or distribution names).
+``cascade.assets`` entry point through :mod:`cascade.entrypoints` (which also holds the switches
+``CASCADE_DISABLE_PLUGIN_AUTOLOAD`` and ``CASCADE_BLOCKED_PLUGINS``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from cascade.entrypoints import ASSETS_GROUP, load, loading_plugin
 from cascade.errors import DuplicateAssetError, PluginLoadError, UnknownAssetError
 
 if TYPE_CHECKING:
     from cascade.config import CascadeConfig
     from cascade.ingestion import CascadeAsset
-
-ASSETS_GROUP = "cascade.assets"
-DISABLE_AUTOLOAD_ENV = "CASCADE_DISABLE_PLUGIN_AUTOLOAD"
-BLOCKED_PLUGINS_ENV = "CASCADE_BLOCKED_PLUGINS"
-
-_loading_plugin: contextvars.ContextVar[str | None] = contextvars.ContextVar("cascade_loading_plugin", default=None)
 
 
 @dataclass
@@ -99,16 +92,16 @@ def registry() -> Registry:
 
 
 def register(asset: CascadeAsset[Any, Any]) -> None:
-    """Add an asset to the registry; called by ``@cascade_ingestion``."""
-    plugin = _loading_plugin.get()
+    """Add an asset to the registry and tell the hook plugins; called by ``@cascade_ingestion``."""
+    plugin = loading_plugin()
     if plugin is not None:
         from dataclasses import replace
 
         asset.spec = replace(asset.spec, plugin=plugin)
     _registry.add(asset)
-    from cascade.plugins import hooks
+    from cascade.plugins import announce_asset
 
-    hooks().asset_registered(asset)
+    announce_asset(asset)
 
 
 @contextlib.contextmanager
@@ -132,22 +125,6 @@ class Discovery:
     """Each asset's table (``namespace.table`` after ``[namespaces]``), by asset name."""
 
 
-def plugin_name(entry_point: EntryPoint) -> str:
-    """A plugin is named by its distribution when known, else by its entry point."""
-    dist = getattr(entry_point, "dist", None)
-    return dist.name if dist is not None else entry_point.name
-
-
-def blocked_plugins() -> set[str]:
-    """Plugins named in ``CASCADE_BLOCKED_PLUGINS`` (entry-point or distribution names)."""
-    return {name.strip() for name in os.environ.get(BLOCKED_PLUGINS_ENV, "").split(",") if name.strip()}
-
-
-def autoload_enabled() -> bool:
-    """False when ``CASCADE_DISABLE_PLUGIN_AUTOLOAD`` is set to a true value."""
-    return os.environ.get(DISABLE_AUTOLOAD_ENV, "").lower() in ("", "0", "false", "no")
-
-
 def discover(config: CascadeConfig | None = None) -> Discovery:
     """Load every ``cascade.assets`` entry point and return all registered assets.
 
@@ -156,36 +133,27 @@ def discover(config: CascadeConfig | None = None) -> Discovery:
     ``[namespaces]`` (default: :func:`cascade.load_config`) maps their groups, raise
     :class:`DuplicateAssetError` naming both.
     """
-    if autoload_enabled():
-        _load_entry_points()
+    load(ASSETS_GROUP, _load_entry_point)
     from cascade.config import load_config
 
     tables = {asset.spec.name: table for table, asset in _registry.resolve_tables(config or load_config()).items()}
     return Discovery(tuple(_registry.assets()), tuple(_registry.failures.values()), MappingProxyType(tables))
 
 
-def _load_entry_points() -> None:
+def _load_entry_point(entry_point: EntryPoint, plugin: str) -> None:
     from cascade.ingestion import CascadeAsset
 
-    blocked = blocked_plugins()
-    for entry_point in entry_points(group=ASSETS_GROUP):
-        plugin = plugin_name(entry_point)
-        if plugin in blocked or entry_point.name in blocked:
-            continue
-        token = _loading_plugin.set(plugin)
-        try:
-            loaded = entry_point.load()
-        except DuplicateAssetError:
-            raise
-        except Exception as error:  # a broken plugin must not hide the others
-            _registry.failures[plugin] = PluginLoadError(plugin, error)
-            continue
-        finally:
-            _loading_plugin.reset(token)
-        if isinstance(loaded, CascadeAsset) and loaded.spec.name not in _registry.by_name:
-            _registry.add(loaded)
-        _attribute_to_plugin(entry_point.module, plugin)
-        _registry.failures.pop(plugin, None)
+    try:
+        loaded = entry_point.load()
+    except DuplicateAssetError:
+        raise
+    except Exception as error:  # a broken plugin must not hide the others
+        _registry.failures[plugin] = PluginLoadError(plugin, error)
+        return
+    if isinstance(loaded, CascadeAsset) and loaded.spec.name not in _registry.by_name:
+        _registry.add(loaded)
+    _attribute_to_plugin(entry_point.module, plugin)
+    _registry.failures.pop(plugin, None)
 
 
 def _attribute_to_plugin(module: str, plugin: str) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from opentelemetry.trace import Span
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
 
@@ -171,43 +172,49 @@ def run(
                 "cascade.run_id": resolved.run_id,
             }
         )
-        hooks().config_loaded(resolved.config)
-        hooks().run_started(resolved.context)
-        bound = log.bind(
-            asset=asset.spec.name, partition=resolved.partition, branch=resolved.branch, run_id=resolved.run_id
-        )
-        bound.info("run started", table=resolved.identifier)
-        try:
-            result = _run_phases(resolved, timings)
-        except Exception as error:
-            failure = (
-                error
-                if isinstance(error, CascadeError)
-                else RunError(
-                    f"{type(error).__name__}: {redact(str(error))}", asset=asset.spec.name, partition=resolved.partition
-                )
+        return hooks().run(resolved.context, partial(_run_resolved, resolved, timings, run_span))
+
+
+def _run_resolved(resolved: ResolvedRun, timings: dict[str, float], run_span: Span) -> IngestionResult:
+    """The run once resolved, from the first hook to the last: Cascade's own ``cascade_run``."""
+    asset = resolved.asset
+    hooks().config_loaded(resolved.config)
+    hooks().run_started(resolved.context)
+    bound = log.bind(
+        asset=asset.spec.name, partition=resolved.partition, branch=resolved.branch, run_id=resolved.run_id
+    )
+    bound.info("run started", table=resolved.identifier)
+    try:
+        result = _run_phases(resolved, timings)
+    except Exception as error:
+        failure = (
+            error
+            if isinstance(error, CascadeError)
+            else RunError(
+                f"{type(error).__name__}: {redact(str(error))}", asset=asset.spec.name, partition=resolved.partition
             )
-            bound.error("run failed", error=type(failure).__name__, message=redact(str(failure)))
-            record_failure(asset.spec.name, resolved.identifier, failure)
-            hooks().run_failed(resolved.context, failure)
-            if failure is error:
-                raise
-            raise failure from error
-        run_span.set_attributes(
-            {
-                "cascade.rows_extracted": result.rows_extracted,
-                "cascade.rows_inserted": result.rows_inserted,
-                "cascade.rows_updated": result.rows_updated,
-                "cascade.rows_unchanged": result.rows_unchanged,
-                "cascade.rows_deleted": result.rows_deleted,
-                "cascade.snapshot_id": result.snapshot_id or -1,
-                "cascade.commit_attempts": result.merge.commit_attempts,
-            }
         )
-        record_rows(asset.spec.name, resolved.identifier, result.rows_inserted + result.rows_updated)
-        bound.info("run finished", **{k: v for k, v in result.as_dict().items() if k.startswith("rows_")})
-        hooks().after_commit(resolved.context, result)
-        return result
+        bound.error("run failed", error=type(failure).__name__, message=redact(str(failure)))
+        record_failure(asset.spec.name, resolved.identifier, failure)
+        hooks().run_failed(resolved.context, failure)
+        if failure is error:
+            raise
+        raise failure from error
+    run_span.set_attributes(
+        {
+            "cascade.rows_extracted": result.rows_extracted,
+            "cascade.rows_inserted": result.rows_inserted,
+            "cascade.rows_updated": result.rows_updated,
+            "cascade.rows_unchanged": result.rows_unchanged,
+            "cascade.rows_deleted": result.rows_deleted,
+            "cascade.snapshot_id": result.snapshot_id or -1,
+            "cascade.commit_attempts": result.merge.commit_attempts,
+        }
+    )
+    record_rows(asset.spec.name, resolved.identifier, result.rows_inserted + result.rows_updated)
+    bound.info("run finished", **{k: v for k, v in result.as_dict().items() if k.startswith("rows_")})
+    hooks().after_commit(resolved.context, result)
+    return result
 
 
 def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionResult:
@@ -292,7 +299,7 @@ def validate_and_merge_in_chunks(
     spec = resolved.asset.spec
     where = {"asset": spec.name, "table": resolved.identifier}
     with traced("validate", timings, rows_in=staged.rows, **where):
-        keys = batch_keys(staged.files, spec.unique_key)
+        keys = batch_keys(staged.files, spec.unique_key, keep_keys=replacing is not None)
         check_unique_across_chunks(resolved, staged, keys)
     chunk_rows = max(1, staged.rows * resolved.config.max_batch_bytes // max(1, staged.memory_bytes * WORKING_COPIES))
     reports: list[ValidationReport] = []

@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from cascade.plugins import hookimpl
+from cascade import hookimpl
 
 CALLS: list[tuple[str, dict[str, Any]]] = []
 VETO: str | None = None
@@ -29,6 +29,12 @@ def cascade_config_loaded(config: Any) -> None:
 @hookimpl
 def cascade_asset_registered(asset: Any) -> None:
     _record("cascade_asset_registered", asset=asset.spec.name, table=asset.spec.identifier)
+
+
+@hookimpl(wrapper=True)
+def cascade_run(context: Any) -> Any:
+    _record("cascade_run", asset=context.asset)
+    return (yield)
 
 
 @hookimpl

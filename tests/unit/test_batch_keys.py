@@ -1,0 +1,34 @@
+"""``cascade.records.all_distinct``: the fast check a streamed day's keys go through, against a set."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cascade.records import all_distinct
+
+KEY_VALUES = {
+    "int64": (st.integers(-(2**63), 2**63 - 1), pa.int64()),
+    "int16": (st.integers(-3, 3), pa.int16()),
+    "date": (st.dates(dt.date(2000, 1, 1), dt.date(2000, 1, 5)), pa.date32()),
+    "timestamp": (st.datetimes(dt.datetime(2000, 1, 1), dt.datetime(2000, 1, 1, 0, 0, 0, 5)), pa.timestamp("us")),
+    "string": (st.text(max_size=2), pa.string()),
+}
+
+
+@given(st.sampled_from(sorted(KEY_VALUES)), st.data(), st.integers(1, 3))
+def test_all_distinct_agrees_with_a_set(kind: str, data: st.DataObject, chunks: int) -> None:
+    values, arrow_type = KEY_VALUES[kind]
+    parts = [data.draw(st.lists(st.one_of(st.none(), values), max_size=6)) for _ in range(chunks)]
+    column = pa.chunked_array([pa.array(part, arrow_type) for part in parts], arrow_type)
+    flat = [value for part in parts for value in part]
+    assert all_distinct(pa.table({"k": column}), ("k",)) == (len(set(flat)) == len(flat))
+
+
+@given(st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["a", "b"])), max_size=8))
+def test_all_distinct_on_a_two_column_key(pairs: list[tuple[int, str]]) -> None:
+    rows = pa.table({"a": [a for a, _ in pairs], "b": [b for _, b in pairs]})
+    assert all_distinct(rows, ("a", "b")) == (len(set(pairs)) == len(pairs))
