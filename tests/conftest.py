@@ -7,8 +7,13 @@ Everything here is real: a pyiceberg SQL catalog on SQLite in a temporary folder
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import inspect
+import json
+import logging
 import os
+import pty
 import shutil
 import subprocess
 import sys
@@ -24,17 +29,21 @@ os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 # enable it (in process by registering it, across processes by clearing this list).
 os.environ["CASCADE_BLOCKED_PLUGINS"] = "cascade-runlog"  # before anything loads the hook plugins
 
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pytest
+import structlog
+from typer.testing import CliRunner
 
 from cascade import CascadeConfig, HttpPolicy
 from cascade.catalog import open_catalog
 from cascade.registry import Registry, isolated_registry
+from cascade_cli.main import app
 from cascade_github.server import GitHubServer
 from cascade_nightscout.server import NightscoutServer
 from tests.servers import PostgresServer, S3Server, shared_catalog_properties
@@ -137,20 +146,130 @@ def ns_env(nightscout: NightscoutServer) -> dict[str, str]:
     return {"NIGHTSCOUT_URL": nightscout.url, "NIGHTSCOUT_TOKEN": NIGHTSCOUT_TOKEN}
 
 
+# --- the cascade command ----------------------------------------------------------------------------
+# In process (``cli``), as most tests run it: about 0.1 s a command instead of an interpreter's start.
+# A few tests run the console script (``cascade_cli``), in a terminal (``in_terminal``) too: a kill -9,
+# Ctrl-C, a pty, and spans exported through OpenTelemetry's process-wide provider need a process.
+
+OUT_OF_THE_WAY = "cascade-testplugin-broken,cascade-runlog"  # plugins a plain command run does not load
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What one ``cascade`` command did: its exit code, and what it wrote to stdout and to stderr."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def json(self) -> Any:
+        """stdout as JSON, after checking that the command succeeded."""
+        assert self.exit_code == 0, self.output
+        return json.loads(self.stdout)
+
+
+# click < 8.2 (the lowest lock) mixes stderr into stdout unless told not to; later versions have no such switch
+_SEPARATE_STDERR = {"mix_stderr": False} if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters else {}
+
+
+def invoke_cli(*args: str, env: Mapping[str, str | None] | None = None) -> Invocation:
+    """``cascade ARGS`` in this process, as if in a fresh one: what the command sets up for its process
+    (environment variables, logging) is undone afterwards. ``env`` adds to (None: removes from) the
+    environment for this command only."""
+    exporter = (env or {}).get("OTEL_TRACES_EXPORTER", os.environ.get("OTEL_TRACES_EXPORTER"))
+    assert exporter in (None, "", "none"), (
+        "an exporter in process would set OpenTelemetry's provider for the rest of the session: use cascade_cli"
+    )
+    runner = CliRunner(**_SEPARATE_STDERR)
+    with process_state_restored():
+        done = runner.invoke(app, list(args), env={"COLUMNS": "200", **(env or {})}, catch_exceptions=False)
+    return Invocation(done.exit_code, done.stdout, done.stderr)
+
+
+@contextlib.contextmanager
+def process_state_restored() -> Iterator[None]:
+    """Undo what an application sets up for its process: the environment, structlog and logging."""
+    environment = dict(os.environ)
+    structlog_configured, structlog_config = structlog.is_configured(), structlog.get_config()
+    loggers = {logger: _logger_state(logger) for logger in _loggers()}
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+        if structlog_configured:
+            structlog.configure(**structlog_config)
+        else:
+            structlog.reset_defaults()
+        for logger in _loggers():
+            logger.handlers, logger.level, logger.propagate = loggers.get(logger, ([], logging.NOTSET, True))
+
+
+def _loggers() -> list[logging.Logger]:
+    known = logging.Logger.manager.loggerDict.values()
+    return [logging.getLogger(), *(logger for logger in known if isinstance(logger, logging.Logger))]
+
+
+def _logger_state(logger: logging.Logger) -> tuple[list[logging.Handler], int, bool]:
+    return list(logger.handlers), logger.level, logger.propagate
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry: Registry) -> Callable[..., Invocation]:
+    """``cli("list", "--json")``: the ``cascade`` command in process (:func:`invoke_cli`), in ``tmp_path``.
+
+    As in a new process, the registry starts empty (but for assets the test defines) and ``discover()``
+    imports the installed plugins' modules afresh into it; the broken test plugin and the run log stay
+    out unless ``CASCADE_BLOCKED_PLUGINS`` says otherwise.
+    """
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CASCADE_BLOCKED_PLUGINS", OUT_OF_THE_WAY)
+    for entry_point in entry_points(group="cascade.assets"):
+        monkeypatch.delitem(sys.modules, entry_point.module, raising=False)
+    return invoke_cli
+
+
 BESIDE_PYTHON = Path(sys.executable).parent / "cascade"
 CASCADE = str(BESIDE_PYTHON) if BESIDE_PYTHON.exists() else shutil.which("cascade")
+
+
+def cascade_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a ``cascade`` subprocess: this one's, without the plugins tests keep out."""
+    return {**os.environ, "CASCADE_BLOCKED_PLUGINS": OUT_OF_THE_WAY, "COLUMNS": "200", **(env or {})}
 
 
 def cascade_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the ``cascade`` console script as a user would, in ``cwd``."""
     assert CASCADE, "the cascade console script is not installed"
-    environment = {
-        **os.environ,
-        "CASCADE_BLOCKED_PLUGINS": "cascade-testplugin-broken,cascade-runlog",
-        "COLUMNS": "200",
-        **(env or {}),
-    }
+    environment = cascade_env(env)
     return subprocess.run([CASCADE, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300)
+
+
+def in_terminal(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> tuple[int, str]:
+    """Run ``argv`` with a pseudo-terminal as its stdin, stdout and stderr; its exit code and the screen.
+
+    Reads until the program exits and closes the terminal: no time limit to miss on a busy machine.
+    """
+    main, child = pty.openpty()
+    process = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdin=child, stdout=child, stderr=child)
+    os.close(child)
+    screen = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # EIO: every end of the terminal is closed, the program has exited
+                break
+            if not chunk:
+                break
+            screen += chunk
+    finally:
+        os.close(main)
+    return process.wait(), screen.decode(errors="replace")
 
 
 @pytest.fixture

@@ -12,8 +12,15 @@ from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField
 
 import cascade
-from cascade import CascadeConfig, cascade_ingestion, hookimpl, register_hooks, unregister_hooks
-from cascade.catalog import check_branch_name, open_catalog
+from cascade import (
+    CascadeConfig,
+    cascade_ingestion,
+    check_branch_name,
+    hookimpl,
+    open_catalog,
+    register_hooks,
+    unregister_hooks,
+)
 from cascade.errors import ConfigurationError, CorruptCatalogError, HookError
 from cascade.registry import Registry
 from cascade.staging import leftover_pipelines, pipeline_place

@@ -162,26 +162,15 @@ def test_the_audit_phase_has_its_own_span(config: CascadeConfig, exported: InMem
     }
 
 
-def test_cascade_run_audit_flag(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    import json
-
-    import structlog
-    from typer.testing import CliRunner
-
+def test_cascade_run_audit_flag(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     from cascade import load_config
-    from cascade_cli.main import app
 
-    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CASCADE_DISABLE_PLUGIN_AUTOLOAD", "1")
 
     @cascade_ingestion(table_name="things", unique_key="id", iceberg_schema=SCHEMA, group="wap")
     def things(partition_date: str):
         return dlt.resource([{"id": "a", "n": 1}], name="things")
 
-    structlog.reset_defaults()
-    invoked = CliRunner().invoke(app, ["run", "things", "--date", "2024-01-01", "--audit", "--json"])
-    structlog.reset_defaults()
-    assert invoked.exit_code == 0, invoked.output
-    result = json.loads(invoked.stdout)
+    result = cli("run", "things", "--date", "2024-01-01", "--audit", "--json").json()
     assert result["audit"]["published"] is True and result["audit"]["snapshot_id"] == result["snapshot_id"]
     assert snapshot_id(load_config(), TABLE) == result["snapshot_id"]

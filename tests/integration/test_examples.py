@@ -7,20 +7,16 @@ and the command runs in process against its API's shape served on 127.0.0.1.
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-import structlog
-from typer.testing import CliRunner
 
 from cascade import load_config
 from cascade.registry import isolated_registry
-from cascade_cli.main import app
-from tests.conftest import read_table
+from tests.conftest import invoke_cli, read_table
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "my_domain"
 
@@ -39,16 +35,9 @@ def example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[M
 
 
 def cascade_run(*args: str) -> dict[str, object]:
-    """One ``cascade run``, as in a fresh process: its output set up for the runner's streams."""
-    structlog.reset_defaults()
-    try:
-        runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]  # click < 8.2 mixes stderr in by default
-    except TypeError:
-        runner = CliRunner()  # click >= 8.2 keeps them apart and has no such parameter
-    result = runner.invoke(app, ["run", *args, "--json"])
-    structlog.reset_defaults()
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    """One ``cascade run``, in process as in a fresh one."""
+    result: dict[str, object] = invoke_cli("run", *args, "--json").json()
+    return result
 
 
 def stored(table: str) -> dict[str, int]:

@@ -13,11 +13,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import cascade
-from cascade import CascadeAsset, CascadeConfig, IngestionResult, open_catalog, table_identifier
-from cascade.coverage import State, parse_since, table_status
-from cascade.errors import CascadeError
-from cascade.redaction import redact
-from cascade.tables import ingested_partitions
+from cascade import (
+    CascadeAsset,
+    CascadeConfig,
+    CascadeError,
+    IngestionResult,
+    State,
+    ingested_partitions,
+    open_catalog,
+    parse_since,
+    redact,
+    table_identifier,
+    table_status,
+)
 
 
 @dataclass

@@ -8,8 +8,7 @@ import os
 from rich.console import Console
 from rich.table import Table
 
-import cascade
-from cascade.catalog import open_catalog
+from cascade import discover, load_config, open_catalog, run
 from cascade_nightscout.server import NightscoutServer
 
 
@@ -19,8 +18,8 @@ def demo_days(days: int, today: dt.date | None = None) -> list[str]:
 
 
 def run_demo(out: Console, *, days: int = 7) -> None:
-    config = cascade.load_config()
-    cascade.discover()
+    config = load_config()
+    discover()
     dates = demo_days(days)
     with NightscoutServer(token="demo-token") as server:
         os.environ["NIGHTSCOUT_URL"] = server.url
@@ -31,7 +30,7 @@ def run_demo(out: Console, *, days: int = 7) -> None:
             summary.add_column(column)
         for attempt in ("first run", "re-run"):
             for date in dates:
-                result = cascade.run("glucose", date, config=config)
+                result = run("glucose", date, config=config)
                 summary.add_row(
                     attempt,
                     date,

@@ -8,11 +8,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import cascade
-from cascade.catalog import first_line, open_catalog, sqlite_file, storage_endpoint
-from cascade.redaction import redact
-from cascade.staging import leftover_pipelines
-from cascade.tables import all_tables
+from cascade import (
+    CascadeConfig,
+    CascadeError,
+    all_tables,
+    discover,
+    leftover_pipelines,
+    load_config,
+    open_catalog,
+    redact,
+    sqlite_file,
+    storage_endpoint,
+)
+from cascade_cli.output import first_line
 
 KEY_PACKAGES = ("cascade-core", "dlt", "pyiceberg", "pandera", "pyarrow", "dagster", "duckdb")
 
@@ -28,8 +36,8 @@ def diagnose() -> dict[str, Any]:
     report: dict[str, Any] = {}
     healthy = True
     try:
-        config = cascade.load_config()
-    except cascade.CascadeError as error:
+        config = load_config()
+    except CascadeError as error:
         return {"configuration": f"error: {redact(str(error))}", "healthy": False}
     report["configuration"] = config.describe()
     empty = _empty_catalog_file(config)  # not opened: opening an empty file makes it a fresh, empty catalog
@@ -53,11 +61,11 @@ def diagnose() -> dict[str, Any]:
     report["warehouse"] = _warehouse_status(config)
     healthy &= report["warehouse"].startswith(("writable", "not configured"))
     try:
-        found = cascade.discover()
+        found = discover()
         plugins: dict[str, str] = {a.spec.plugin or "(in-process)": "loaded" for a in found.assets}
         plugins.update({f.plugin: redact(f"failed: {type(f.error).__name__}: {f.error}") for f in found.failures})
         report["plugins"] = plugins
-    except cascade.CascadeError as error:
+    except CascadeError as error:
         report["plugins"] = f"error: {redact(str(error))}"
         healthy = False
     leftovers = leftover_pipelines(config.home)
@@ -67,7 +75,7 @@ def diagnose() -> dict[str, Any]:
     return report
 
 
-def _empty_catalog_file(config: cascade.CascadeConfig) -> str | None:
+def _empty_catalog_file(config: CascadeConfig) -> str | None:
     """A 0-byte SQLite catalog file: SQLite would silently treat it as a new, empty catalog."""
     path = sqlite_file(config)
     if path is None or not path.is_file() or path.stat().st_size > 0:
@@ -75,7 +83,7 @@ def _empty_catalog_file(config: cascade.CascadeConfig) -> str | None:
     return f"EMPTY: {path} is a 0-byte file (truncated?); its tables are lost to the catalog: restore it from a backup"
 
 
-def _tables_unknown_to_catalog(config: cascade.CascadeConfig, catalog: Any) -> list[str]:
+def _tables_unknown_to_catalog(config: CascadeConfig, catalog: Any) -> list[str]:
     """Tables with metadata in a local warehouse (``<namespace>/<table>/metadata``) that the catalog does not list."""
     warehouse = urlparse(config.catalog.get("warehouse", ""))
     if warehouse.scheme not in ("file", "") or not warehouse.path:
@@ -89,7 +97,7 @@ def _tables_unknown_to_catalog(config: cascade.CascadeConfig, catalog: Any) -> l
     return sorted(found - known)
 
 
-def _warehouse_status(config: cascade.CascadeConfig) -> str:
+def _warehouse_status(config: CascadeConfig) -> str:
     """Write and delete a probe file where tables go, through the catalog's own FileIO (local or S3)."""
     from pyiceberg.io import load_file_io
 
@@ -108,4 +116,4 @@ def _warehouse_status(config: cascade.CascadeConfig) -> str:
         io.delete(probe)
         return f"writable ({shown})"
     except Exception as error:  # doctor reports every failure instead of stopping at the first
-        return f"not writable ({shown}): {type(error).__name__}: {redact(first_line(str(error)))}"
+        return f"not writable ({shown}): {type(error).__name__}: {first_line(error)}"

@@ -2,150 +2,82 @@
 
 Exit codes: 0 success, 1 a failed run, 2 bad usage (unknown asset, bad date, bad configuration).
 Every error, expected or not, is one line on stderr (``--verbose`` adds the traceback, redacted):
-commands raise, and :class:`CascadeGroup` reports.
+commands raise, and :class:`cascade_cli.app.CascadeGroup` reports.
+
+Starting is cheap: this module and the command modules import only Typer and ``cascade`` (whose
+names load on first use); each command imports what it needs (Rich, pyiceberg, DuckDB, the
+backfill's progress bar) when it runs, so ``cascade --help`` answers at once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 import sys
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-import cascade
-from cascade import check_branch_name
-from cascade.errors import CascadeError, ConfigurationError, SchemaEvolutionError, UnknownAssetError, ValidationError
-from cascade.logs import configure_logging
-from cascade.redaction import redact, redact_values, redacted_traceback
+from cascade_cli.app import CascadeTyper, Session, session
 from cascade_cli.maintain import maintain_command
-from cascade_cli.output import guard_standard_streams, print_table
+from cascade_cli.options import JsonOption, TableArgument, parse_date
 from cascade_cli.quarantine import quarantine_app
 from cascade_cli.schema import schema_app
 from cascade_cli.status import status_command
 
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
 
-class CascadeGroup(typer.core.TyperGroup):
-    """The one error path: whatever a command raises becomes one line on stderr and an exit code."""
+    from cascade import AssetSpec
 
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except Exception as error:
-            if _is_click_control(error):
-                raise
-            fail(error)
-
-
-def _is_click_control(error: Exception) -> bool:
-    """Exit, Abort and usage errors of click (or the click that typer vendors) keep their own handling."""
-    return any(kind.__module__.split(".")[0] in ("click", "typer") for kind in type(error).__mro__)
-
-
-app = typer.Typer(
-    cls=CascadeGroup, help="Land data from APIs into Apache Iceberg tables.", no_args_is_help=True, add_completion=False
-)
+app = CascadeTyper(help="Land data from APIs into Apache Iceberg tables.")
 app.add_typer(schema_app, name="schema")
 app.add_typer(quarantine_app, name="quarantine")
-out = Console()
-err = Console(stderr=True)
-
-USAGE_ERRORS = (UnknownAssetError, ConfigurationError)
-_state: dict[str, bool] = {"verbose": False}
 
 
 @app.callback()
 def _options(
+    ctx: typer.Context,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks on errors.")] = False,
 ) -> None:
-    _state["verbose"] = verbose
-    set_up_process()
-
-
-def set_up_process() -> None:
-    """What the command, as the application, decides for its process (the library decides none of it):
-    every byte out is redacted, configured secrets are known before anything prints, logs go to
-    stderr (so ``--json`` stdout stays JSON), and dlt does not phone home."""
-    guard_standard_streams()
-    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
-    try:
-        config = cascade.load_config()  # registers the configured secrets with the redaction
-    except CascadeError:
-        config = None  # not swallowed: each command that needs the configuration loads it and reports this
-    configure_logging(config.log_format if config else "auto", config.log_level if config else "INFO", force=True)
-
-
-LISTING_ERRORS = (ValidationError, SchemaEvolutionError)  # their further lines are Cascade's own list
-
-
-def fail(error: BaseException) -> NoReturn:
-    """One clear line on stderr; exit 2 for usage errors, 1 for failed runs and everything else."""
-    if _state["verbose"]:
-        err.print(redacted_traceback(error), markup=False, highlight=False, soft_wrap=True, end="")
-    text = redact(str(error)).strip()
-    lines = text.splitlines() or [""]
-    first_line = lines[0] if isinstance(error, CascadeError) else f"{type(error).__name__}: {lines[0]}".rstrip(": ")
-    if not isinstance(error, CascadeError) and not _state["verbose"]:
-        first_line += " (cascade --verbose shows the traceback)"
-    err.print(f"[bold red]error:[/] {escape(first_line)}", highlight=False, soft_wrap=True)
-    if not _state["verbose"] and isinstance(error, LISTING_ERRORS):  # the failing checks or changes, one per line
-        for line in lines[1:12]:
-            err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(2 if isinstance(error, USAGE_ERRORS) else 1)
-
-
-def print_json(value: Any, **options: Any) -> None:
-    """JSON on stdout, secrets masked in every string value."""
-    print(json.dumps(redact_values(value), **options))
-
-
-def parse_date(value: str) -> str:
-    try:
-        return dt.date.fromisoformat(value).isoformat()
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+    ctx.obj = Session(verbose=verbose)
 
 
 @app.command("list")
-def list_assets(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def list_assets(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List the assets that installed plugins provide, and plugins that failed to load."""
-    try:
-        found = cascade.discover()
-    except CascadeError as error:
-        fail(error)
+    from rich.markup import escape
+
+    from cascade import discover, redact
+    from cascade_cli.output import print_json, print_table
+
+    found = discover()
     rows = [{**asset_row(a.spec), "table": found.tables.get(a.spec.name, a.spec.identifier)} for a in found.assets]
     failures = [{"plugin": f.plugin, "error": redact(f"{type(f.error).__name__}: {f.error}")} for f in found.failures]
     if as_json:
         print_json({"assets": rows, "failed_plugins": failures}, indent=2)
         return
     columns = ("asset", "group", "table", "unique key", "cron", "freshness (warn/fail h)", "plugin")
-    lines = []
-    for row in rows:
-        freshness = "/".join(f"{h:g}" for h in row["freshness_hours"]) if row["freshness_hours"] else "-"
-        lines.append(
-            (
-                row["asset"],
-                row["group"],
-                row["table"],
-                ", ".join(row["unique_key"]),
-                row["cron"] or "-",
-                freshness,
-                row["plugin"],
-            )
+    lines = [
+        (
+            row["asset"],
+            row["group"],
+            row["table"],
+            ", ".join(row["unique_key"]),
+            row["cron"] or "-",
+            "/".join(f"{h:g}" for h in row["freshness_hours"]) if row["freshness_hours"] else "-",
+            row["plugin"],
         )
-    print_table(out, columns, lines, title="Cascade assets")
+        for row in rows
+    ]
+    print_table(session(ctx).out, columns, lines, title="Cascade assets")
     for failure in failures:
-        err.print(
+        session(ctx).err.print(
             f"[yellow]plugin {escape(repr(failure['plugin']))} failed to load:[/] {escape(failure['error'])}",
             highlight=False,
         )
 
 
-def asset_row(spec: cascade.AssetSpec) -> dict[str, Any]:
+def asset_row(spec: AssetSpec) -> dict[str, Any]:
     return {
         "asset": spec.name,
         "group": spec.group,
@@ -159,6 +91,7 @@ def asset_row(spec: cascade.AssetSpec) -> dict[str, Any]:
 
 @app.command("run")
 def run_asset(
+    ctx: typer.Context,
     asset: Annotated[str, typer.Argument(help="Asset name or namespace.table.")],
     date: Annotated[str, typer.Option("--date", "-d", help="Partition date, YYYY-MM-DD.", callback=parse_date)],
     branch: Annotated[str | None, typer.Option("--branch", "-b", help="Iceberg branch to write.")] = None,
@@ -168,39 +101,26 @@ def run_asset(
     ] = False,
 ) -> None:
     """Ingest one partition of an asset."""
-    try:
-        cascade.discover()
-        result = cascade.run(asset, date, branch=branch, tags={"cascade/publish": "audit"} if audit else None)
-    except CascadeError as error:
-        fail(error)
+    from cascade import discover, run
+    from cascade_cli.output import print_json, print_result
+
+    discover()
+    result = run(asset, date, branch=branch, tags={"cascade/publish": "audit"} if audit else None)
     if as_json:
         print_json(result.as_dict(), indent=2)
     else:
-        print_result(result)
-
-
-def print_result(result: cascade.IngestionResult) -> None:
-    rows = [(key, value) for key, value in result.as_dict().items() if key != "phase_seconds"]
-    rows.append(("phases (s)", ", ".join(f"{k} {v:.3f}" for k, v in result.phase_seconds.items())))
-    title = f"{result.asset} {result.partition} -> {result.table}@{result.branch}"
-    if not out.is_terminal:
-        out.file.write(title + "\n")
-    print_table(out, ("key", "value"), rows, title=title, show_header=False)
-
-
-def parse_optional_date(value: str | None) -> str | None:
-    return None if value is None else parse_date(value)
+        print_result(session(ctx).out, result)
 
 
 @app.command("backfill")
 def backfill_command(
+    ctx: typer.Context,
     asset: Annotated[str, typer.Argument(help="Asset name or namespace.table.")],
     start: Annotated[
-        str | None, typer.Option("--start", help="First partition, YYYY-MM-DD.", callback=parse_optional_date)
+        str | None, typer.Option("--start", help="First partition, YYYY-MM-DD.", callback=parse_date)
     ] = None,
     end: Annotated[
-        str | None,
-        typer.Option("--end", help="Last partition (inclusive), YYYY-MM-DD.", callback=parse_optional_date),
+        str | None, typer.Option("--end", help="Last partition (inclusive), YYYY-MM-DD.", callback=parse_date)
     ] = None,
     workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=32, help="Partitions at a time.")] = 1,
     branch: Annotated[str | None, typer.Option("--branch", "-b", help="Iceberg branch to write.")] = None,
@@ -217,8 +137,6 @@ def backfill_command(
     With --missing and/or --failed, ingest exactly the gaps and/or the failed days that
     ``cascade status`` shows, from --since (or the asset's start_date) to today.
     """
-    from cascade_cli.backfill import backfill, date_range, status_plan
-
     selecting = missing or failed
     if not selecting and (start is None or end is None):
         raise typer.BadParameter("give --start and --end, or --missing and/or --failed", param_hint="--start")
@@ -228,28 +146,33 @@ def backfill_command(
         raise typer.BadParameter("--since goes with --missing or --failed", param_hint="--since")
     if start is not None and end is not None and end < start:
         raise typer.BadParameter(f"--end {end} is before --start {start}", param_hint="--end")
-    try:
-        cascade.discover()
-        chosen = cascade.registry().get(asset)
-        config = cascade.load_config()
-        target = check_branch_name(branch or config.branch or "main")
-        if selecting:
-            partitions = status_plan(chosen, config, branch=target, since=since, missing=missing, failed=failed)
-        else:
-            assert start is not None and end is not None
-            partitions = date_range(dt.date.fromisoformat(start), dt.date.fromisoformat(end))
-        report = backfill(
-            chosen,
-            partitions,
-            workers=workers,
-            branch=target,
-            force=force or selecting,  # the plan is exact: a failed day may hold an older commit
-            config=config,
-            console=err,
-            show_progress=not as_json,
-        )
-    except CascadeError as error:
-        fail(error)
+
+    from rich.markup import escape
+
+    from cascade import discover, load_config, registry, resolve_branch
+    from cascade_cli.backfill import backfill, date_range, status_plan
+    from cascade_cli.output import print_json
+
+    out, err = session(ctx).out, session(ctx).err
+    discover()
+    chosen = registry().get(asset)
+    config = load_config()
+    target = resolve_branch(branch, {}, config)
+    if selecting:
+        partitions = status_plan(chosen, config, branch=target, since=since, missing=missing, failed=failed)
+    else:
+        assert start is not None and end is not None
+        partitions = date_range(dt.date.fromisoformat(start), dt.date.fromisoformat(end))
+    report = backfill(
+        chosen,
+        partitions,
+        workers=workers,
+        branch=target,
+        force=force or selecting,  # the plan is exact: a failed day may hold an older commit
+        config=config,
+        console=err,
+        show_progress=not as_json,
+    )
     if as_json:
         print_json(report.as_dict(), indent=2)
     else:
@@ -266,38 +189,29 @@ def backfill_command(
         raise typer.Exit(1)
 
 
-def _catalog() -> Any:
-    from cascade.catalog import open_catalog
-
-    return open_catalog(cascade.load_config())
-
-
-def _load(identifier: str) -> Any:
+def load(identifier: str) -> Table:
+    """A table of the configured catalog, or a usage error naming it."""
     from pyiceberg.exceptions import NoSuchTableError
 
-    from cascade.tables import load_table, parse_identifier
+    from cascade import ConfigurationError, load_config, load_table, open_catalog, parse_identifier
 
     try:
-        return load_table(_catalog(), parse_identifier(identifier))
+        return load_table(open_catalog(load_config()), parse_identifier(identifier))
     except NoSuchTableError:
         raise ConfigurationError(f"no table {identifier!r} in the catalog (see: cascade tables)") from None
 
 
 @app.command("tables")
-def tables_command(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def tables_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Tables in the catalog with row count, snapshot count, branches and last update."""
-    from cascade.tables import all_tables, summarize
+    from cascade import all_tables, load_config, open_catalog, summarize
+    from cascade_cli.output import print_json, print_table
 
-    try:
-        catalog = _catalog()
-        summaries = [summarize(catalog, identifier) for identifier in all_tables(catalog)]
-    except CascadeError as error:
-        fail(error)
+    catalog = open_catalog(load_config())
+    summaries = [summarize(catalog, identifier) for identifier in all_tables(catalog)]
     if as_json:
-        rows = [
-            {**s.__dict__, "last_updated": s.last_updated.isoformat() if s.last_updated else None} for s in summaries
-        ]
-        print_json(json.loads(json.dumps(rows, default=list)), indent=2)
+        updated = [s.last_updated.isoformat() if s.last_updated else None for s in summaries]
+        print_json([{**s.__dict__, "last_updated": u} for s, u in zip(summaries, updated, strict=True)], indent=2)
         return
     columns = ("table", "rows", "snapshots", "branches", "last update (UTC)")
     lines = [
@@ -310,7 +224,7 @@ def tables_command(as_json: Annotated[bool, typer.Option("--json", help="Print J
         )
         for s in summaries
     ]
-    print_table(out, columns, lines, title="Cascade tables")
+    print_table(session(ctx).out, columns, lines, title="Cascade tables")
 
 
 def parse_filter(where: str | None, schema: Any) -> Any:
@@ -319,6 +233,8 @@ def parse_filter(where: str | None, schema: Any) -> Any:
     from pyiceberg.expressions.parser import parse
     from pyiceberg.expressions.visitors import bind
     from pyparsing import ParseException
+
+    from cascade import ConfigurationError
 
     if not where:
         return AlwaysTrue()
@@ -338,33 +254,33 @@ def parse_filter(where: str | None, schema: Any) -> Any:
 
 @app.command("show")
 def show_command(
-    table_name: Annotated[str, typer.Argument(metavar="TABLE", help="namespace.table")],
+    ctx: typer.Context,
+    table_name: TableArgument,
     branch: Annotated[str, typer.Option("--branch", "-b")] = "main",
     limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 20,
     where: Annotated[str | None, typer.Option("--where", help='Row filter, e.g. "sgv > 180".')] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """Rows of a table (on a branch), optionally filtered."""
-    try:
-        table = _load(table_name)
-        head = table.snapshot_by_name(branch)
-        if head is None:
-            raise ConfigurationError(f"table {table_name}: no branch {branch!r} with data")
-        rows = table.scan(
-            row_filter=parse_filter(where, table.schema()), snapshot_id=head.snapshot_id, limit=limit
-        ).to_arrow()
-    except CascadeError as error:
-        fail(error)
+    from cascade import ConfigurationError
+    from cascade_cli.output import print_json_lines, print_table
+
+    table = load(table_name)
+    head = table.snapshot_by_name(branch)
+    if head is None:
+        raise ConfigurationError(f"table {table_name}: no branch {branch!r} with data")
+    rows = table.scan(row_filter=parse_filter(where, table.schema()), snapshot_id=head.snapshot_id, limit=limit)
+    shown = rows.to_arrow()
     if as_json:
-        for row in rows.to_pylist():
-            print(json.dumps(row, default=str))
+        print_json_lines(shown.to_pylist())
         return
-    title = f"{table_name}@{branch} ({rows.num_rows} rows shown)"
-    print_table(out, rows.column_names, (row.values() for row in rows.to_pylist()), title=title, fold=True)
+    title = f"{table_name}@{branch} ({shown.num_rows} rows shown)"
+    print_table(session(ctx).out, shown.column_names, (r.values() for r in shown.to_pylist()), title=title, fold=True)
 
 
 @app.command("query")
 def query_command(
+    ctx: typer.Context,
     sql: Annotated[
         str,
         typer.Argument(
@@ -374,36 +290,34 @@ def query_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """Read-only SQL over the Cascade tables with DuckDB (pip install 'cascade-cli[query]')."""
+    from cascade import ConfigurationError, load_config, open_catalog
+    from cascade_cli.output import print_json_lines, print_table
+
     try:
         import duckdb  # noqa: F401
     except ImportError:
-        fail(ConfigurationError("cascade query needs DuckDB: pip install 'cascade-cli[query]'"))
+        raise ConfigurationError("cascade query needs DuckDB: pip install 'cascade-cli[query]'") from None
     from cascade_cli.query import run_query
 
-    try:
-        rows = run_query(_catalog(), sql)
-    except CascadeError as error:
-        fail(error)
+    rows = run_query(open_catalog(load_config()), sql)
     if as_json:
-        for row in rows.to_pylist():
-            print(json.dumps(row, default=str))
+        print_json_lines(rows.to_pylist())
         return
-    print_table(out, rows.column_names, (row.values() for row in rows.to_pylist()), fold=True)
+    print_table(session(ctx).out, rows.column_names, (row.values() for row in rows.to_pylist()), fold=True)
 
 
 @app.command("history")
 def history_command(
-    table_name: Annotated[str, typer.Argument(metavar="TABLE", help="namespace.table")],
+    ctx: typer.Context,
+    table_name: TableArgument,
     branch: Annotated[str, typer.Option("--branch", "-b")] = "main",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Snapshots of a branch with time, operation, rows added/removed and the Cascade run behind each."""
-    from cascade.tables import history
+    from cascade import history
+    from cascade_cli.output import print_json, print_table
 
-    try:
-        records = history(_load(table_name), branch)
-    except CascadeError as error:
-        fail(error)
+    records = history(load(table_name), branch)
     if as_json:
         print_json([{**r.__dict__, "committed_at": r.committed_at.isoformat()} for r in records], indent=2)
         return
@@ -422,71 +336,53 @@ def history_command(
         )
         for r in records
     ]
-    print_table(out, columns, lines, title=f"history of {table_name}@{branch}")
+    print_table(session(ctx).out, columns, lines, title=f"history of {table_name}@{branch}")
 
 
-branch_app = typer.Typer(help="Iceberg branches of a table: list, create, drop, publish.", no_args_is_help=True)
-TableArgument = Annotated[str, typer.Argument(metavar="TABLE")]
+branch_app = CascadeTyper(help="Iceberg branches of a table: list, create, drop, publish.")
 BranchArgument = Annotated[str, typer.Argument(metavar="NAME")]
 app.add_typer(branch_app, name="branch")
 
 
-@branch_app.command("list")
-def branch_list(table_name: TableArgument) -> None:
-    """Branches and the snapshot each points at."""
-    from cascade.catalog import branches
+def say(ctx: typer.Context, text: str) -> None:
+    """One plain line on stdout: names from the catalog are printed as they are, never as markup."""
+    session(ctx).out.print(text, markup=False, highlight=False)
 
-    try:
-        found = branches(_load(table_name))
-    except CascadeError as error:
-        fail(error)
-    for name, snapshot in sorted(found.items()):
-        out.print(f"{name}\t{snapshot}", markup=False, highlight=False)
+
+@branch_app.command("list")
+def branch_list(ctx: typer.Context, table_name: TableArgument) -> None:
+    """Branches and the snapshot each points at."""
+    from cascade import branches
+
+    for name, snapshot in sorted(branches(load(table_name)).items()):
+        say(ctx, f"{name}\t{snapshot}")
 
 
 @branch_app.command("create")
-def branch_create(
-    table_name: TableArgument,
-    name: BranchArgument,
-) -> None:
+def branch_create(ctx: typer.Context, table_name: TableArgument, name: BranchArgument) -> None:
     """Create branch NAME at main's head."""
-    from cascade.tables import create_branch
+    from cascade import create_branch
 
-    try:
-        snapshot = create_branch(_load(table_name), name)
-    except CascadeError as error:
-        fail(error)
-    out.print(f"created branch {name} of {table_name} at snapshot {snapshot}", markup=False, highlight=False)
+    snapshot = create_branch(load(table_name), name)
+    say(ctx, f"created branch {name} of {table_name} at snapshot {snapshot}")
 
 
 @branch_app.command("drop")
-def branch_drop(
-    table_name: TableArgument,
-    name: BranchArgument,
-) -> None:
+def branch_drop(ctx: typer.Context, table_name: TableArgument, name: BranchArgument) -> None:
     """Drop branch NAME (its snapshots stay until expired)."""
-    from cascade.tables import drop_branch
+    from cascade import drop_branch
 
-    try:
-        drop_branch(_load(table_name), name)
-    except CascadeError as error:
-        fail(error)
-    out.print(f"dropped branch {name} of {table_name}", markup=False, highlight=False)
+    drop_branch(load(table_name), name)
+    say(ctx, f"dropped branch {name} of {table_name}")
 
 
 @branch_app.command("publish")
-def branch_publish(
-    table_name: TableArgument,
-    name: BranchArgument,
-) -> None:
+def branch_publish(ctx: typer.Context, table_name: TableArgument, name: BranchArgument) -> None:
     """Fast-forward main to branch NAME; refused when main has diverged from it."""
-    from cascade.tables import publish_branch
+    from cascade import publish_branch
 
-    try:
-        snapshot = publish_branch(_load(table_name), name)
-    except CascadeError as error:
-        fail(error)
-    out.print(f"published {name}: main of {table_name} is now at snapshot {snapshot}", markup=False, highlight=False)
+    snapshot = publish_branch(load(table_name), name)
+    say(ctx, f"published {name}: main of {table_name} is now at snapshot {snapshot}")
 
 
 app.command("maintain")(maintain_command)
@@ -494,14 +390,19 @@ app.command("status")(status_command)
 
 
 @app.command("doctor")
-def doctor_command(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def doctor_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Configuration in effect (secrets masked), catalog and warehouse health, plugins, versions."""
+    from rich.markup import escape
+
+    from cascade import redact_values
     from cascade_cli.doctor import diagnose
+    from cascade_cli.output import print_json
 
     report = diagnose()
     if as_json:
-        print_json(json.loads(json.dumps(report, default=str)), indent=2)
+        print_json(report, indent=2)
     else:
+        out = session(ctx).out
         for section, value in report.items():
             out.print(f"[bold]{escape(section)}[/]")
             out.print(redact_values(value), markup=False, highlight=False)
@@ -511,24 +412,26 @@ def doctor_command(as_json: Annotated[bool, typer.Option("--json", help="Print J
 
 @app.command("demo")
 def demo(
+    ctx: typer.Context,
     days: Annotated[int, typer.Option(help="How many days back from yesterday to ingest.")] = 7,
 ) -> None:
     """Offline tour: a local Nightscout-compatible server, a week of glucose, and a re-run."""
+    from cascade import ConfigurationError
+
     try:
         from cascade_cli.demo import run_demo
     except ImportError as error:
-        fail(ConfigurationError(f"the demo needs the nightscout plugin: pip install 'cascade-cli[demo]' ({error})"))
-    try:
-        run_demo(out, days=days)
-    except CascadeError as error:
-        fail(error)
+        raise ConfigurationError(
+            f"the demo needs the nightscout plugin: pip install 'cascade-cli[demo]' ({error})"
+        ) from None
+    run_demo(session(ctx).out, days=days)
 
 
 def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        err.print("interrupted")
+        print("interrupted", file=sys.stderr)
         sys.exit(130)
 
 

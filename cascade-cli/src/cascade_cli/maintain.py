@@ -6,24 +6,21 @@ A thin layer over :mod:`cascade.maintenance`; defaults come from ``[maintenance]
 from __future__ import annotations
 
 import dataclasses
-import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pyiceberg.exceptions import NoSuchTableError
-from rich.markup import escape
-from rich.table import Table
 
-import cascade
-from cascade.catalog import open_catalog
-from cascade.errors import CascadeError, ConfigurationError
-from cascade.maintenance import MaintenanceReport, maintain
-from cascade.maintenance_policy import MaintenancePolicy, parse_duration, parse_size
-from cascade.redaction import redact
-from cascade.tables import all_tables, parse_identifier
+from cascade_cli.app import session
+from cascade_cli.options import JsonOption
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from cascade import MaintenancePolicy, MaintenanceReport
 
 
 def maintain_command(
+    ctx: typer.Context,
     tables: Annotated[
         list[str] | None, typer.Argument(metavar="[TABLE]...", help="namespace.table (default: every table).")
     ] = None,
@@ -52,30 +49,32 @@ def maintain_command(
     ] = None,
     branch: Annotated[str, typer.Option("--branch", "-b", help="Branch to compact and rewrite.")] = "main",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would change; change nothing.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Expire old snapshots, and compact files, rewrite manifests and remove orphans when asked."""
-    from cascade_cli.main import err, fail, out
+    from pyiceberg.exceptions import NoSuchTableError
+    from rich.markup import escape
 
+    from cascade import ConfigurationError, all_tables, load_config, maintain, open_catalog, parse_identifier
+    from cascade_cli.output import first_line, print_json
+
+    config = load_config()
+    policy = policy_from_options(
+        config.maintenance,
+        expire_older_than=expire_older_than,
+        retain_last=retain_last,
+        compact=compact,
+        target_file_size=target_file_size,
+        rewrite_manifests=rewrite_manifests,
+        remove_orphans=remove_orphans,
+        older_than=older_than,
+    )
+    catalog = open_catalog(config)
+    names = [parse_identifier(t) for t in tables] if tables else all_tables(catalog)
     try:
-        config = cascade.load_config()
-        policy = policy_from_options(
-            config.maintenance,
-            expire_older_than=expire_older_than,
-            retain_last=retain_last,
-            compact=compact,
-            target_file_size=target_file_size,
-            rewrite_manifests=rewrite_manifests,
-            remove_orphans=remove_orphans,
-            older_than=older_than,
-        )
-        catalog = open_catalog(config)
-        names = [parse_identifier(t) for t in tables] if tables else all_tables(catalog)
         loaded = [catalog.load_table(name) for name in names] if tables else None
-    except CascadeError as error:
-        fail(error)
     except NoSuchTableError as error:
-        fail(ConfigurationError(f"{error} (see: cascade tables)"))
+        raise ConfigurationError(f"{error} (see: cascade tables)") from None
     reports: list[MaintenanceReport] = []
     failures: list[tuple[str, BaseException]] = []
     for position, name in enumerate(names):
@@ -94,13 +93,13 @@ def maintain_command(
         except Exception as error:  # one table failing does not stop the others; all are reported
             failures.append((name, error))
     if as_json:
-        errors = [{"table": name, "error": redact(f"{type(e).__name__}: {e}")} for name, e in failures]
-        print(json.dumps({"reports": [r.as_dict() for r in reports], "errors": errors}, indent=2))
+        errors = [{"table": name, "error": f"{type(e).__name__}: {e}"} for name, e in failures]
+        print_json({"reports": [r.as_dict() for r in reports], "errors": errors}, indent=2)
     else:
-        out.print(report_table(reports, dry_run))
+        session(ctx).out.print(report_table(reports, dry_run))
     for name, problem in failures:
-        first_line = (redact(str(problem)).splitlines() or [type(problem).__name__])[0]
-        err.print(f"[bold red]error:[/] table {escape(name)}: {escape(first_line)}", highlight=False, soft_wrap=True)
+        message = f"[bold red]error:[/] table {escape(name)}: {escape(first_line(problem))}"
+        session(ctx).err.print(message, highlight=False, soft_wrap=True)
     if failures:
         raise typer.Exit(1)
 
@@ -117,6 +116,8 @@ def policy_from_options(
     older_than: str | None,
 ) -> MaintenancePolicy:
     """``[maintenance]`` with the options given on the command line on top."""
+    from cascade import parse_duration, parse_size
+
     changes: dict[str, Any] = {}
     if expire_older_than is not None:
         changes["expire_older_than"] = parse_duration(expire_older_than, what="--expire-older-than")
@@ -136,6 +137,8 @@ def policy_from_options(
 
 
 def report_table(reports: list[MaintenanceReport], dry_run: bool) -> Table:
+    from rich.table import Table
+
     view = Table(title="Cascade maintenance" + (" (dry run: nothing changed)" if dry_run else ""))
     for column in ("table", "files compacted", "manifests", "snapshots expired", "orphans removed", "seconds"):
         view.add_column(column)

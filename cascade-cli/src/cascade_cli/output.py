@@ -3,20 +3,21 @@ plain tab-separated lines when stdout is not a terminal."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
+from cascade import redact, redact_values
 
-from cascade.redaction import redact
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from cascade import IngestionResult
 
 
 class RedactingStream:
-    """A text stream that masks secrets (:func:`cascade.redaction.redact`) in everything written to it.
+    """A text stream that masks secrets (:func:`cascade.redact`) in everything written to it.
 
     The command wraps its stdout and stderr in one, so whatever reaches them (its own output, a
     plugin's print or log line, a traceback) passes the same redaction.
@@ -76,6 +77,10 @@ def print_table(
 
     Cells are :class:`rich.text.Text`, so a stored ``"[/bold]"`` or ``"[link=...]"`` prints as itself.
     """
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
     if not console.is_terminal:
         if show_header:
             console.file.write("\t".join(plain_cell(c) for c in columns) + "\n")
@@ -89,3 +94,29 @@ def print_table(
     for row in rows:
         table.add_row(*(Text(cell(v)) for v in row))
     console.print(table)
+
+
+def print_json(value: Any, **options: Any) -> None:
+    """JSON on stdout, secrets masked in every string value; other values (paths, times) as their text."""
+    print(json.dumps(redact_values(value), default=lambda other: redact(str(other)), **options))
+
+
+def print_json_lines(rows: Iterable[dict[str, Any]]) -> None:
+    """One JSON object a line, for ``--json`` of table rows (stored values printed as stored)."""
+    for row in rows:
+        print(json.dumps(row, default=str))
+
+
+def print_result(console: Console, result: IngestionResult) -> None:
+    """A run's result as a key/value table titled ``asset partition -> table@branch``."""
+    rows = [(key, value) for key, value in result.as_dict().items() if key != "phase_seconds"]
+    rows.append(("phases (s)", ", ".join(f"{k} {v:.3f}" for k, v in result.phase_seconds.items())))
+    title = f"{result.asset} {result.partition} -> {result.table}@{result.branch}"
+    if not console.is_terminal:
+        console.file.write(title + "\n")
+    print_table(console, ("key", "value"), rows, title=title, show_header=False)
+
+
+def first_line(error: BaseException) -> str:
+    """An error's message, masked, up to its first line break (drivers append SQL and links)."""
+    return (redact(str(error)).strip().splitlines() or [type(error).__name__])[0]

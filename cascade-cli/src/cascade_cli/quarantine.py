@@ -13,56 +13,43 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-import cascade
-from cascade import open_catalog, table_identifier
-from cascade.errors import CascadeError, ConfigurationError
-from cascade.quarantine import drop_quarantined, quarantine_identifier, read_quarantine
-from cascade.spec import INGESTED_AT
+from cascade_cli.app import CascadeTyper, session
+from cascade_cli.options import AssetArgument, DateOption, JsonOption, parse_date
 
-quarantine_app = typer.Typer(
-    help="Rows kept out of a table by on_invalid='quarantine': list, show, replay, drop.", no_args_is_help=True
-)
-AssetArgument = Annotated[str, typer.Argument(metavar="ASSET", help="Asset name or namespace.table.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from cascade import AssetSpec, CascadeAsset, CascadeConfig
+
+quarantine_app = CascadeTyper(help="Rows kept out of a table by on_invalid='quarantine': list, show, replay, drop.")
 BranchOption = Annotated[str | None, typer.Option("--branch", "-b", help="Iceberg branch (default: the run's).")]
 
 
-def _date(value: str | None) -> str | None:
-    from cascade_cli.main import parse_optional_date
+def _held(spec: AssetSpec, config: CascadeConfig, **where: str | None) -> pa.Table:
+    import pyarrow.compute as pc
 
-    return parse_optional_date(value)
+    from cascade import open_catalog, quarantine_identifier, read_quarantine, table_identifier
 
-
-DateOption = Annotated[str, typer.Option("--date", "-d", help="Partition date, YYYY-MM-DD.", callback=_date)]
-
-
-def _held(spec: cascade.AssetSpec, config: cascade.CascadeConfig, **where: str | None) -> pa.Table:
     namespace, table_name = table_identifier(spec, config)
     rows = read_quarantine(open_catalog(config), quarantine_identifier(spec, namespace, table_name), **where)
     return rows.filter(pc.equal(rows.column("asset"), spec.name))
 
 
-def _asset(name: str) -> tuple[cascade.CascadeAsset[Any, Any], cascade.CascadeConfig]:
-    cascade.discover()
-    return cascade.registry().get(name), cascade.load_config()
+def _asset(name: str) -> tuple[CascadeAsset[Any, Any], CascadeConfig]:
+    from cascade import discover, load_config, registry
+
+    discover()
+    return registry().get(name), load_config()
 
 
-def _branch(branch: str | None, config: cascade.CascadeConfig) -> str:
-    from cascade.runner import resolve_branch
-
-    return resolve_branch(branch, {}, config)
-
-
-def summarize(spec: cascade.AssetSpec, rows: pa.Table) -> list[dict[str, Any]]:
+def summarize(spec: AssetSpec, rows: pa.Table) -> list[dict[str, Any]]:
     """One entry per partition and branch: the count, each check's count, and when first seen."""
+    from cascade import INGESTED_AT
+
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows.to_pylist():
         groups.setdefault((row["partition"], row["branch"]), []).append(row)
@@ -83,21 +70,22 @@ def summarize(spec: cascade.AssetSpec, rows: pa.Table) -> list[dict[str, Any]]:
 
 
 @quarantine_app.command("list")
-def quarantine_list(as_json: JsonOption = False) -> None:
+def quarantine_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Per asset, partition and branch: rows quarantined, the checks they failed, and when first seen."""
-    from cascade_cli.main import fail, out
+    from rich.markup import escape
+    from rich.table import Table
 
-    try:
-        found = cascade.discover()
-        config = cascade.load_config()
-        entries = [entry for asset in found.assets for entry in summarize(asset.spec, _held(asset.spec, config))]
-    except CascadeError as error:
-        fail(error)
+    from cascade import discover, load_config
+    from cascade_cli.output import print_json
+
+    found = discover()
+    config = load_config()
+    entries = [entry for asset in found.assets for entry in summarize(asset.spec, _held(asset.spec, config))]
     if as_json:
-        print(json.dumps(entries, indent=2))
+        print_json(entries, indent=2)
         return
     if not entries:
-        out.print("no quarantined rows")
+        session(ctx).out.print("no quarantined rows")
         return
     view = Table(title="Quarantined rows")
     for column in ("asset", "partition", "branch", "rows", "checks", "first seen"):
@@ -107,21 +95,22 @@ def quarantine_list(as_json: JsonOption = False) -> None:
         view.add_row(
             entry["asset"], entry["partition"], entry["branch"], str(entry["rows"]), escape(checks), entry["first_seen"]
         )
-    out.print(view)
+    session(ctx).out.print(view)
 
 
 @quarantine_app.command("show")
 def quarantine_show(
-    asset: AssetArgument, date: DateOption, branch: BranchOption = None, as_json: JsonOption = False
+    ctx: typer.Context, asset: AssetArgument, date: DateOption, branch: BranchOption = None, as_json: JsonOption = False
 ) -> None:
     """The quarantined rows of one partition, with what each failed."""
-    from cascade_cli.main import fail, out
+    from rich.markup import escape
+    from rich.table import Table
 
-    try:
-        found, config = _asset(asset)
-        rows = _held(found.spec, config, partition=date, branch=_branch(branch, config))
-    except CascadeError as error:
-        fail(error)
+    from cascade import INGESTED_AT, resolve_branch
+    from cascade_cli.output import print_json
+
+    found, config = _asset(asset)
+    rows = _held(found.spec, config, partition=date, branch=resolve_branch(branch, {}, config))
     entries = [
         {
             "key": json.loads(row["row_key"]),
@@ -135,7 +124,7 @@ def quarantine_show(
         for row in rows.to_pylist()
     ]
     if as_json:
-        print(json.dumps(entries, indent=2, default=str))
+        print_json(entries, indent=2)
         return
     view = Table(title=f"{found.spec.name} {date}: {len(entries)} quarantined row(s)")
     for column in ("key", "checks", "record"):
@@ -143,56 +132,59 @@ def quarantine_show(
     for entry in entries:
         checks = "; ".join(entry["checks"]) + (f" ({entry['detail']})" if entry["detail"] else "")
         view.add_row(escape(json.dumps(entry["key"])), escape(checks), escape(json.dumps(entry["record"])))
-    out.print(view)
+    session(ctx).out.print(view)
 
 
 @quarantine_app.command("replay")
 def quarantine_replay(
-    asset: AssetArgument, date: DateOption, branch: BranchOption = None, as_json: JsonOption = False
+    ctx: typer.Context, asset: AssetArgument, date: DateOption, branch: BranchOption = None, as_json: JsonOption = False
 ) -> None:
     """Re-validate one partition's quarantined rows against the asset now; merge those that pass."""
     from cascade import replay
-    from cascade_cli.main import fail, print_result
+    from cascade_cli.output import print_json, print_result
 
-    try:
-        found, config = _asset(asset)
-        result = replay(found, date, branch=branch, config=config)
-    except CascadeError as error:
-        fail(error)
+    found, config = _asset(asset)
+    result = replay(found, date, branch=branch, config=config)
     if as_json:
-        print(json.dumps(result.as_dict(), indent=2))
+        print_json(result.as_dict(), indent=2)
     else:
-        print_result(result)
+        print_result(session(ctx).out, result)
 
 
 @quarantine_app.command("drop")
 def quarantine_drop(
+    ctx: typer.Context,
     asset: AssetArgument,
     date: Annotated[
-        str | None, typer.Option("--date", "-d", help="Only this partition (default: all).", callback=_date)
+        str | None, typer.Option("--date", "-d", help="Only this partition (default: all).", callback=parse_date)
     ] = None,
     branch: BranchOption = None,
     yes: Annotated[bool, typer.Option("--yes", help="Really delete the quarantined rows.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Delete quarantined rows of an asset (one partition with --date); needs --yes."""
-    from cascade_cli.main import fail, out
+    from cascade import (
+        ConfigurationError,
+        drop_quarantined,
+        open_catalog,
+        quarantine_identifier,
+        resolve_branch,
+        table_identifier,
+    )
+    from cascade_cli.output import print_json
 
-    try:
-        if not yes:
-            raise ConfigurationError(f"quarantine drop {asset}: deleting quarantined rows needs --yes")
-        found, config = _asset(asset)
-        namespace, table_name = table_identifier(found.spec, config)
-        dropped = drop_quarantined(
-            open_catalog(config),
-            quarantine_identifier(found.spec, namespace, table_name),
-            asset=found.spec.name,
-            partition=date,
-            branch=_branch(branch, config) if branch or date else None,
-        )
-    except CascadeError as error:
-        fail(error)
+    if not yes:
+        raise ConfigurationError(f"quarantine drop {asset}: deleting quarantined rows needs --yes")
+    found, config = _asset(asset)
+    namespace, table_name = table_identifier(found.spec, config)
+    dropped = drop_quarantined(
+        open_catalog(config),
+        quarantine_identifier(found.spec, namespace, table_name),
+        asset=found.spec.name,
+        partition=date,
+        branch=resolve_branch(branch, {}, config) if branch or date else None,
+    )
     if as_json:
-        print(json.dumps({"asset": found.spec.name, "partition": date, "rows_dropped": dropped}, indent=2))
+        print_json({"asset": found.spec.name, "partition": date, "rows_dropped": dropped}, indent=2)
     else:
-        out.print(f"dropped {dropped} quarantined row(s) of {found.spec.name}", highlight=False)
+        session(ctx).out.print(f"dropped {dropped} quarantined row(s) of {found.spec.name}", highlight=False)

@@ -13,12 +13,12 @@ delete files is streamed through pyiceberg's reader instead (which applies the d
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+from cascade import ConfigurationError, all_tables, load_table
 
-from cascade.errors import ConfigurationError
-from cascade.tables import all_tables, load_table
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 LOCKED_DOWN = {
     "enable_external_access": False,

@@ -9,56 +9,61 @@ additive changes are applied by the next run anyway; breaking ones only here, wi
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-import cascade
-from cascade import table_identifier
-from cascade.errors import CascadeError
-from cascade.evolution import Allow, Column, TableDiff, apply_asset, diff_asset
+from cascade_cli.app import CascadeTyper, session
+from cascade_cli.options import AssetArgument, JsonOption
 
-schema_app = typer.Typer(help="An asset's table against the asset: diff, and apply changes.", no_args_is_help=True)
-AssetArgument = Annotated[str, typer.Argument(metavar="ASSET", help="Asset name or namespace.table.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
+    from cascade import AssetSpec, CascadeConfig, Column, TableDiff
 
-def _asset_spec(name: str) -> tuple[cascade.AssetSpec, cascade.CascadeConfig]:
-    cascade.discover()
-    return cascade.registry().get(name).spec, cascade.load_config()
+schema_app = CascadeTyper(help="An asset's table against the asset: diff, and apply changes.")
 
 
-def _no_table(spec: cascade.AssetSpec, config: cascade.CascadeConfig) -> dict[str, Any]:
+def _asset_spec(name: str) -> tuple[AssetSpec, CascadeConfig]:
+    from cascade import discover, load_config, registry
+
+    discover()
+    return registry().get(name).spec, load_config()
+
+
+def _no_table(spec: AssetSpec, config: CascadeConfig) -> dict[str, Any]:
+    from cascade import table_identifier
+
     return {"asset": spec.name, "table": ".".join(table_identifier(spec, config)), "table_exists": False, "changes": []}
 
 
 @schema_app.command("diff")
-def schema_diff(asset: AssetArgument, as_json: JsonOption = False) -> None:
+def schema_diff(ctx: typer.Context, asset: AssetArgument, as_json: JsonOption = False) -> None:
     """Show the table's schema, unique key and partition spec against the asset's, and each change."""
-    from cascade_cli.main import fail, out
+    from cascade import diff_asset
+    from cascade_cli.output import print_json
 
-    try:
-        spec, config = _asset_spec(asset)
-        diff = diff_asset(spec, config)
-    except CascadeError as error:
-        fail(error)
+    out = session(ctx).out
+    spec, config = _asset_spec(asset)
+    diff = diff_asset(spec, config)
     if diff is None:
         if as_json:
-            print(json.dumps(_no_table(spec, config), indent=2))
+            print_json(_no_table(spec, config), indent=2)
         else:
             out.print(f"table {_no_table(spec, config)['table']} does not exist yet: its first run creates it")
         return
     if as_json:
-        print(json.dumps({**diff.as_dict(), "table_exists": True}, indent=2))
+        print_json({**diff.as_dict(), "table_exists": True}, indent=2)
         return
     out.print(side_by_side(diff))
-    print_changes(diff)
+    print_changes(out, diff)
 
 
 def side_by_side(diff: TableDiff) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
     view = Table(title=f"{diff.table} (table) against asset {diff.asset}")
     for column in ("", "table", "asset"):
         view.add_column(column)
@@ -73,13 +78,15 @@ def side_by_side(diff: TableDiff) -> Table:
 
 
 def _column_text(column: Column | None) -> str:
+    from rich.markup import escape
+
     if column is None:
         return "-"
     return escape(f"{column.type}{' required' if column.required else ''}")
 
 
-def print_changes(diff: TableDiff) -> None:
-    from cascade_cli.main import out
+def print_changes(out: Console, diff: TableDiff) -> None:
+    from rich.markup import escape
 
     if not diff.changes:
         out.print("no changes: the table matches the asset")
@@ -91,31 +98,58 @@ def print_changes(diff: TableDiff) -> None:
         )
 
 
+def parse_allowed(values: list[str] | None) -> list[str]:
+    """``--allow`` values as :class:`cascade.Allow` (any case); an unknown one is a usage error listing them.
+
+    The option is typed ``str`` and converted here (Typer reads this signature at every start) so that
+    ``--help`` need not import the evolution module.
+    """
+    if not values:
+        return []
+    from cascade import Allow
+
+    allowed: list[str] = []
+    for value in values:
+        try:
+            allowed.append(Allow(value.lower()))
+        except ValueError:
+            choices = ", ".join(a.value for a in Allow)
+            raise typer.BadParameter(f"{value!r} is not one of {choices}") from None
+    return allowed
+
+
 @schema_app.command("apply")
 def schema_apply(
+    ctx: typer.Context,
     asset: AssetArgument,
     allow: Annotated[
-        list[Allow] | None,
-        typer.Option("--allow", help="A breaking change to apply on purpose (repeatable).", case_sensitive=False),
+        list[str] | None,
+        typer.Option(
+            "--allow",
+            metavar="CHANGE",
+            help="A breaking change to apply on purpose, as `cascade schema diff` names it (repeatable).",
+            callback=parse_allowed,
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Evolve the table to the asset: additive changes, and the breaking ones --allow names; else nothing."""
-    from cascade_cli.main import fail, out
+    from rich.markup import escape
 
-    try:
-        spec, config = _asset_spec(asset)
-        applied = apply_asset(spec, config, allow=allow or ())
-    except CascadeError as error:
-        fail(error)
+    from cascade import Allow, apply_asset
+    from cascade_cli.output import print_json
+
+    out = session(ctx).out
+    spec, config = _asset_spec(asset)
+    applied = apply_asset(spec, config, allow=[Allow(a) for a in allow or ()])
     if applied is None:
         if as_json:
-            print(json.dumps(_no_table(spec, config), indent=2))
+            print_json(_no_table(spec, config), indent=2)
         else:
             out.print(f"table {_no_table(spec, config)['table']} does not exist yet: its first run creates it")
         return
     if as_json:
-        print(json.dumps({**applied.as_dict(), "table_exists": True}, indent=2))
+        print_json({**applied.as_dict(), "table_exists": True}, indent=2)
         return
     if not applied.changes:
         out.print(f"nothing to apply: {applied.table} matches asset {applied.asset}", highlight=False)

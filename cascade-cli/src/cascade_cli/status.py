@@ -11,20 +11,20 @@ judgement is the core's (:mod:`cascade.coverage`), read from the tables and the 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.text import Text
 
-import cascade
-from cascade import open_catalog, table_identifier
-from cascade.coverage import STATES, AssetStatus, State, parse_since, table_status
-from cascade.errors import CascadeError, ConfigurationError
+from cascade_cli.app import session
+from cascade_cli.options import JsonOption
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+    from cascade import AssetStatus, State
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -47,6 +47,7 @@ OUTSIDE = Glyph(" ", " ", "")  # before the first day looked at
 
 
 def status_command(
+    ctx: typer.Context,
     assets: Annotated[
         list[str] | None, typer.Argument(metavar="[ASSET]...", help="Asset names (default: every asset).")
     ] = None,
@@ -55,28 +56,25 @@ def status_command(
     ] = None,
     branch: Annotated[str | None, typer.Option("--branch", "-b", help="Iceberg branch to look at.")] = None,
     weeks: Annotated[int, typer.Option("--weeks", min=1, max=106, help="Weeks the calendar shows.")] = 26,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
     now: Annotated[str | None, typer.Option("--now", hidden=True, help="Judge as of this ISO time (tests).")] = None,
 ) -> None:
     """Per asset: a calendar of committed, late, failed and missing days, and whether it is fresh."""
-    from cascade_cli.main import fail, out
+    from cascade_cli.output import print_json
 
-    try:
-        at = parse_now(now)
-        statuses = collect(assets or [], since=since, branch=branch, now=at)
-    except CascadeError as error:
-        fail(error)
+    statuses = collect(assets or [], since=since, branch=branch, now=parse_now(now))
     if as_json:
-        document = {"fresh": all_fresh(statuses), "assets": [s.as_dict() for s in statuses]}
-        print(json.dumps(document, indent=2))
+        print_json({"fresh": all_fresh(statuses), "assets": [s.as_dict() for s in statuses]}, indent=2)
     else:
         for status in statuses:
-            print_status(out, status, weeks=weeks)
+            print_status(session(ctx).out, status, weeks=weeks)
     if not all_fresh(statuses):
         raise typer.Exit(1)
 
 
 def parse_now(value: str | None) -> dt.datetime:
+    from cascade import ConfigurationError
+
     if value is None:
         return dt.datetime.now(dt.UTC)
     try:
@@ -88,13 +86,24 @@ def parse_now(value: str | None) -> dt.datetime:
 
 def collect(names: Sequence[str], *, since: str | None, branch: str | None, now: dt.datetime) -> list[AssetStatus]:
     """The status of each named asset (every registered asset when none is named)."""
-    cascade.discover()
-    registry = cascade.registry()
-    chosen = [registry.get(name) for name in names] if names else sorted(registry.assets(), key=lambda a: a.spec.name)
-    config = cascade.load_config()
+    from cascade import (
+        discover,
+        load_config,
+        open_catalog,
+        parse_since,
+        registry,
+        resolve_branch,
+        table_identifier,
+        table_status,
+    )
+
+    discover()
+    assets = registry()
+    chosen = [assets.get(name) for name in names] if names else sorted(assets.assets(), key=lambda a: a.spec.name)
+    config = load_config()
     catalog = open_catalog(config)
     first = parse_since(since, now.astimezone(dt.UTC).date()) if since else None
-    target = branch or config.branch or "main"
+    target = resolve_branch(branch, {}, config)
     return [
         table_status(
             catalog, asset.spec, ".".join(table_identifier(asset.spec, config)), branch=target, now=now, since=first
@@ -109,6 +118,9 @@ def all_fresh(statuses: Sequence[AssetStatus]) -> bool:
 
 
 def print_status(console: Console, status: AssetStatus, *, weeks: int) -> None:
+    from rich.markup import escape
+    from rich.text import Text
+
     fancy = console.is_terminal
     console.print(f"[bold]{escape(status.asset)}[/]  {escape(status.table)} @ {escape(status.branch)}", highlight=False)
     for line in calendar_lines(status, weeks=weeks, fancy=fancy):
@@ -121,6 +133,8 @@ def print_status(console: Console, status: AssetStatus, *, weeks: int) -> None:
 
 def calendar_lines(status: AssetStatus, *, weeks: int, fancy: bool) -> list[Text]:
     """A header of month names, then one row per weekday, one column per week (oldest left)."""
+    from rich.text import Text
+
     states = {dt.date.fromisoformat(d.partition): d.state for d in status.days}
     last_monday = status.today - dt.timedelta(days=status.today.weekday())
     mondays = [last_monday - dt.timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
@@ -150,6 +164,10 @@ def calendar_lines(status: AssetStatus, *, weeks: int, fancy: bool) -> list[Text
 
 
 def legend(fancy: bool) -> Text:
+    from rich.text import Text
+
+    from cascade import STATES
+
     text = Text("    ")
     for state in STATES:
         glyph = GLYPHS[state]

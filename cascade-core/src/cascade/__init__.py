@@ -9,6 +9,8 @@ pyiceberg, pandera or pyarrow until a run, a merge or a table operation needs th
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -241,6 +243,24 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
+
+
+class _Package(types.ModuleType):
+    """Keeps ``registry`` the public function once the submodule ``cascade.registry`` loads.
+
+    Importing ``cascade.registry`` makes the import system set the package's attribute ``registry``
+    to that submodule, which would hide the function of the same name (``cascade.registry()`` then
+    fails with "'module' object is not callable", depending on import order). Renaming the module,
+    as ``conformance`` and ``quarantine_replay`` were, makes this unnecessary.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}":
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""``cascade maintain`` in process (typer's ``CliRunner``), on the glucose asset's real table.
+"""``cascade maintain`` in process, on the glucose asset's real table.
 
 After expiry, ``cascade history`` lists the snapshots kept and ``cascade backfill`` still
 skips every partition that a committed run wrote (the coverage ledger carries them).
@@ -10,14 +10,12 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 import cascade
 from cascade import CascadeConfig
 from cascade.catalog import open_catalog
-from cascade_cli.main import app
 from cascade_nightscout import glucose
-from tests.conftest import read_table
+from tests.conftest import Invocation, read_table
 
 DAYS = ["2024-06-01", "2024-06-02", "2024-06-03"]
 TABLE = "nightscout.glucose"
@@ -25,29 +23,24 @@ EVERYTHING = ["--compact", "--rewrite-manifests", "--remove-orphans", "--older-t
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, ns_config: CascadeConfig, ns_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A folder whose ``cascade.toml`` points at ``ns_config``'s catalog, with three days ingested."""
+def invoke(cli, tmp_path: Path, ns_config: CascadeConfig, ns_env: dict[str, str]):  # type: ignore[no-untyped-def]
+    """The command in a folder whose ``cascade.toml`` points at ``ns_config``'s catalog, three days ingested."""
     (tmp_path / "cascade.toml").write_text('[cascade]\nhome = "cascade"\n')
-    monkeypatch.chdir(tmp_path)
-    for name, value in ns_env.items():
-        monkeypatch.setenv(name, value)
     for day in DAYS:
         cascade.run(glucose, day, config=ns_config)
-    return tmp_path
 
+    def invoke(*args: str) -> tuple[int, str, str]:
+        done: Invocation = cli(*args, env=ns_env)
+        return done.exit_code, done.stdout, done.stderr
 
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
+    return invoke
 
 
 def snapshots(config: CascadeConfig) -> int:
     return len(open_catalog(config).load_table(TABLE).snapshots())
 
 
-def test_dry_run_changes_nothing_then_maintain_keeps_rows_history_and_resume(
-    workdir: Path, ns_config: CascadeConfig
-) -> None:
+def test_dry_run_changes_nothing_then_maintain_keeps_rows_history_and_resume(invoke, ns_config: CascadeConfig) -> None:  # type: ignore[no-untyped-def]
     rows = read_table(ns_config, TABLE).sort_by("_id")
     count = snapshots(ns_config)
     assert count >= 3
@@ -75,8 +68,8 @@ def test_dry_run_changes_nothing_then_maintain_keeps_rows_history_and_resume(
     assert sorted(resumed["skipped"]) == DAYS and resumed["succeeded"] == []
 
 
-def test_table_output_and_defaults_from_cascade_toml(workdir: Path, ns_config: CascadeConfig) -> None:
-    (workdir / "cascade.toml").write_text(
+def test_table_output_and_defaults_from_cascade_toml(invoke, tmp_path: Path, ns_config: CascadeConfig) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "cascade.toml").write_text(
         '[cascade]\nhome = "cascade"\n\n[maintenance]\nexpire_older_than = "0"\nretain_last = 2\ncompact = true\n'
     )
     code, stdout, stderr = invoke("maintain")
@@ -94,6 +87,6 @@ def test_table_output_and_defaults_from_cascade_toml(workdir: Path, ns_config: C
     ],
     ids=["unknown-table", "bad-duration", "bad-name"],
 )
-def test_usage_errors_exit_2(workdir: Path, args: list[str], message: str) -> None:
+def test_usage_errors_exit_2(invoke, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
     code, _, stderr = invoke(*args)
     assert code == 2 and message in stderr

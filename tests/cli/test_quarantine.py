@@ -1,21 +1,15 @@
-"""``cascade quarantine list|show|replay|drop``, in process with typer's CliRunner."""
+"""``cascade quarantine list|show|replay|drop``, in process."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
-from typer.testing import CliRunner
 
 import cascade
 from cascade import load_config
-from cascade.registry import isolated_registry
-from cascade_cli.main import app
-from tests.conftest import read_table
+from cascade.registry import Registry, isolated_registry
+from tests.conftest import invoke_cli, read_table
 from tests.integration.test_quarantine import AboveMinusThree, things_asset
 
 DAY = "2024-01-01"
@@ -23,21 +17,16 @@ BATCH = [{"id": "a", "n": 3}, {"id": "b", "n": -1}, {"id": "c", "n": -5}, {"id":
 
 
 @pytest.fixture
-def landed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def landed(cli, registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """A partition run with three of four rows quarantined, in the working directory's catalog."""
-    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CASCADE_DISABLE_PLUGIN_AUTOLOAD", "1")
-    with isolated_registry():
-        cascade.run(things_asset({DAY: BATCH}), DAY, config=load_config())
-        yield
+    cascade.run(things_asset({DAY: BATCH}), DAY, config=load_config())
 
 
 def invoke(*args: str, code: int = 0) -> Any:
-    structlog.reset_defaults()
-    result = CliRunner().invoke(app, ["quarantine", *args])
-    structlog.reset_defaults()
-    assert result.exit_code == code, result.output
-    return json.loads(result.stdout) if "--json" in args and code == 0 else result.output
+    done = invoke_cli("quarantine", *args)
+    assert done.exit_code == code, done.output
+    return done.json() if "--json" in args and code == 0 else done.output
 
 
 def test_list_counts_checks_and_first_seen(landed: None) -> None:

@@ -1,4 +1,4 @@
-"""``cascade schema diff`` and ``cascade schema apply``, in process (typer's CliRunner) on a real catalog."""
+"""``cascade schema diff`` and ``cascade schema apply``, in process on a real catalog."""
 
 from __future__ import annotations
 
@@ -11,12 +11,10 @@ from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import LongType, NestedField, StringType
-from typer.testing import CliRunner
 
 import cascade
 from cascade import CascadeConfig, cascade_ingestion
 from cascade.catalog import open_catalog
-from cascade_cli.main import app
 from tests.conftest import read_table
 
 V1 = Schema(
@@ -30,12 +28,11 @@ Records = dict[str, list[dict[str, object]]]
 
 
 @pytest.fixture
-def cli(config: CascadeConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+def cli(cli, config: CascadeConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """The ``cascade`` command's view of ``config``: a cascade.toml in the working folder, no plugins."""
     (tmp_path / "cascade.toml").write_text(f'[cascade]\nhome = "{config.home}"\n')
-    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CASCADE_DISABLE_PLUGIN_AUTOLOAD", "1")
-    return CliRunner()
+    return cli
 
 
 def items(records: Records, schema: Schema = V1, key: str | tuple[str, ...] = "id", spec: PartitionSpec | None = None):
@@ -53,12 +50,12 @@ def state(config: CascadeConfig) -> dict[str, tuple[int, int]]:
     return found
 
 
-def test_diff_shows_both_sides_and_every_change(registry, config: CascadeConfig, cli: CliRunner) -> None:
+def test_diff_shows_both_sides_and_every_change(registry, config: CascadeConfig, cli) -> None:
     records: Records = {"2024-01-01": [{"id": "a", "p": 1, "v": 1}]}
     cascade.run(items(records), "2024-01-01", config=config)
     items(records, schema=V2, key=("id", "p"), spec=BY_P)
 
-    done = cli.invoke(app, ["schema", "diff", "items", "--json"])
+    done = cli("schema", "diff", "items", "--json")
     assert done.exit_code == 0, done.output
     diff = json.loads(done.stdout)
     assert (diff["table"], diff["table_exists"]) == ("shop.items", True)
@@ -71,28 +68,37 @@ def test_diff_shows_both_sides_and_every_change(registry, config: CascadeConfig,
         ("partition-spec", "partition_spec", False, "partition-spec"),
     ]
 
-    text = cli.invoke(app, ["schema", "diff", "items"], terminal_width=200)
+    text = cli("schema", "diff", "items")
     assert text.exit_code == 0, text.output
     assert "additive column 'note' added (string, optional): applied automatically" in text.stdout
     assert "breaking unique_key changed from ('id',) to ('id', 'p')" in text.stdout
     assert "cascade schema apply items --allow partition-spec" in text.stdout
 
 
-def test_diff_before_the_first_run_and_of_an_unknown_asset(registry, cli: CliRunner) -> None:
+def test_diff_before_the_first_run_and_of_an_unknown_asset(registry, cli) -> None:
     items({})
-    done = cli.invoke(app, ["schema", "diff", "items", "--json"])
+    done = cli("schema", "diff", "items", "--json")
     assert done.exit_code == 0 and json.loads(done.stdout)["table_exists"] is False
-    unknown = cli.invoke(app, ["schema", "diff", "nope"])
+    unknown = cli("schema", "diff", "nope")
     assert unknown.exit_code == 2 and "no asset named 'nope'" in unknown.stderr
 
 
-def test_apply_refuses_what_is_not_allowed_and_commits_nothing(registry, config: CascadeConfig, cli: CliRunner) -> None:
+def test_allow_takes_the_changes_diff_names_in_any_case(registry, cli) -> None:  # type: ignore[no-untyped-def]
+    items({})
+    unknown = cli("schema", "apply", "items", "--allow", "everything")
+    assert unknown.exit_code == 2
+    assert "'everything' is not one of partition-spec, unique-key, drop-column" in unknown.stderr
+    upper = cli("schema", "apply", "items", "--allow", "Partition-Spec", "--json")
+    assert upper.json()["table_exists"] is False
+
+
+def test_apply_refuses_what_is_not_allowed_and_commits_nothing(registry, config: CascadeConfig, cli) -> None:
     records: Records = {"2024-01-01": [{"id": "a", "p": 1, "v": 1}]}
     cascade.run(items(records), "2024-01-01", config=config)
     before = open_catalog(config).load_table("shop.items").metadata_location
     items(records, schema=V2, key=("id", "p"), spec=BY_P)
 
-    done = cli.invoke(app, ["schema", "apply", "items", "--allow", "partition-spec"])
+    done = cli("schema", "apply", "items", "--allow", "partition-spec")
     assert done.exit_code == 1
     assert "asset 'items', table shop.items: the asset no longer fits its table; nothing was committed" in done.stderr
     assert "unique_key changed from ('id',) to ('id', 'p')" in done.stderr
@@ -101,20 +107,18 @@ def test_apply_refuses_what_is_not_allowed_and_commits_nothing(registry, config:
     assert table.metadata_location == before and "note" not in table.schema().column_names
 
 
-def test_key_change_with_colliding_rows_is_refused_with_their_count(
-    registry, config: CascadeConfig, cli: CliRunner
-) -> None:
+def test_key_change_with_colliding_rows_is_refused_with_their_count(registry, config: CascadeConfig, cli) -> None:
     day = [{"id": "a", "p": 1, "v": 1}, {"id": "b", "p": 1, "v": 2}, {"id": "c", "p": 2, "v": 3}]
     cascade.run(items({"2024-01-01": day}), "2024-01-01", config=config)
     before = open_catalog(config).load_table("shop.items").metadata_location
     items({}, key="p")
-    done = cli.invoke(app, ["schema", "apply", "items", "--allow", "unique-key"])
+    done = cli("schema", "apply", "items", "--allow", "unique-key")
     assert done.exit_code == 1
     assert "2 stored row(s) on branch 'main' collide under unique_key ('p',)" in done.stderr
     assert open_catalog(config).load_table("shop.items").metadata_location == before
 
 
-def test_spec_change_applied_keeps_merges_exact_across_specs(registry, config: CascadeConfig, cli: CliRunner) -> None:
+def test_spec_change_applied_keeps_merges_exact_across_specs(registry, config: CascadeConfig, cli) -> None:
     """Before and after `schema apply --allow partition-spec`, every merge equals the dict model."""
     records: Records = {
         "2024-01-01": [{"id": f"k{i}", "p": i % 3, "v": 0} for i in range(9)],
@@ -132,7 +136,7 @@ def test_spec_change_applied_keeps_merges_exact_across_specs(registry, config: C
         assert state(config) == model
 
     asset = items(records, key=("id", "p"), spec=BY_P)
-    done = cli.invoke(app, ["schema", "apply", "items", "--allow", "partition-spec", "--json"])
+    done = cli("schema", "apply", "items", "--allow", "partition-spec", "--json")
     assert done.exit_code == 0, done.output
     assert [c["kind"] for c in json.loads(done.stdout)["changes"]] == ["partition-spec"]
     table = open_catalog(config).load_table("shop.items")
@@ -148,14 +152,14 @@ def test_spec_change_applied_keeps_merges_exact_across_specs(registry, config: C
         files = open_catalog(config).load_table("shop.items").scan().plan_files()
         assert {task.file.spec_id for task in files} == specs_read[day]  # files of both specs, then only the new
 
-    again = cli.invoke(app, ["schema", "apply", "items"])
+    again = cli("schema", "apply", "items")
     assert again.exit_code == 0 and "nothing to apply" in again.stdout
 
 
 # --- cascade list shows the table after [namespaces]; two assets on one table are refused ------------
 
 
-def test_list_shows_the_resolved_table_and_refuses_two_owners(registry, cli: CliRunner, tmp_path: Path) -> None:
+def test_list_shows_the_resolved_table_and_refuses_two_owners(registry, cli, tmp_path: Path) -> None:
     items({})
 
     @cascade_ingestion(table_name="items", unique_key="id", iceberg_schema=V1, group="store")
@@ -164,7 +168,7 @@ def test_list_shows_the_resolved_table_and_refuses_two_owners(registry, cli: Cli
 
     config_file = tmp_path / "cascade.toml"
     config_file.write_text(config_file.read_text() + '[namespaces]\nshop = "raw_shop"\n')
-    done = cli.invoke(app, ["list", "--json"])
+    done = cli("list", "--json")
     assert done.exit_code == 0, done.output
     assert {a["asset"]: a["table"] for a in json.loads(done.stdout)["assets"]} == {
         "items": "raw_shop.items",
@@ -172,7 +176,7 @@ def test_list_shows_the_resolved_table_and_refuses_two_owners(registry, cli: Cli
     }
 
     config_file.write_text(config_file.read_text() + 'store = "raw_shop"\n')
-    refused = cli.invoke(app, ["list"])
+    refused = cli("list")
     assert refused.exit_code == 1
     assert "table 'raw_shop.items' is claimed twice (after [namespaces])" in refused.stderr
     assert "asset 'items' (group 'shop')" in refused.stderr and "asset 'store_items' (group 'store')" in refused.stderr
