@@ -41,8 +41,8 @@ import structlog
 from typer.testing import CliRunner
 
 from cascade import CascadeConfig, HttpPolicy
+from cascade.asset_registry import Registry, isolated_registry
 from cascade.catalog import open_catalog
-from cascade.registry import Registry, isolated_registry
 from cascade_cli.main import app
 from cascade_github.server import GitHubServer
 from cascade_nightscout.server import NightscoutServer

@@ -25,7 +25,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField, StringType
 
 from cascade import cascade_ingestion
-from cascade.registry import Registry
+from cascade.asset_registry import Registry
 
 SECRETS = {
     "toml-header": "CANARY-toml-header-1a2b",

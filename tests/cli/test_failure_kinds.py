@@ -21,8 +21,8 @@ from cascade import (
     register_hooks,
     unregister_hooks,
 )
+from cascade.asset_registry import Registry
 from cascade.errors import ConfigurationError, CorruptCatalogError, HookError
-from cascade.registry import Registry
 from cascade.staging import leftover_pipelines, pipeline_place
 from tests.conftest import SHARED, snapshot_id
 

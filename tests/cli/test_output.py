@@ -16,8 +16,8 @@ from rich.console import Console
 
 import cascade
 from cascade import cascade_ingestion, hookimpl, register_hooks, unregister_hooks
+from cascade.asset_registry import Registry
 from cascade.catalog import open_catalog
-from cascade.registry import Registry
 from cascade_cli.output import print_table
 
 SCHEMA = Schema(NestedField(1, "id", LongType(), required=False), NestedField(2, "note", StringType(), required=False))

@@ -8,7 +8,7 @@ import pytest
 
 import cascade
 from cascade import load_config
-from cascade.registry import Registry, isolated_registry
+from cascade.asset_registry import Registry, isolated_registry
 from tests.conftest import invoke_cli, read_table
 from tests.integration.test_quarantine import AboveMinusThree, things_asset
 

@@ -14,8 +14,8 @@ from pyiceberg.types import LongType, NestedField, StringType
 
 import cascade
 from cascade import cascade_ingestion
+from cascade.asset_registry import Registry
 from cascade.catalog import open_catalog
-from cascade.registry import Registry
 from cascade_cli.query import table_source
 
 SCHEMA = Schema(NestedField(1, "id", LongType(), required=False), NestedField(2, "name", StringType(), required=False))

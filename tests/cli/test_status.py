@@ -16,8 +16,8 @@ import cascade_runlog.plugin
 import pytest
 
 from cascade import CascadeConfig, HttpPolicy, register_hooks, unregister_hooks
+from cascade.asset_registry import Registry, isolated_registry
 from cascade.catalog import open_catalog
-from cascade.registry import Registry, isolated_registry
 from tests.conftest import FAST_HTTP, SHARED, invoke_cli
 from tests.planted import FRESH, LATE, OVERDUE, TABLE, Planted, plant, runlog
 

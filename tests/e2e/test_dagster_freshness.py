@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from cascade import CascadeConfig
-from cascade.registry import Registry
+from cascade.asset_registry import Registry
 from cascade_dagster import CascadeResource, build_definitions
 from cascade_dagster.freshness import FRESHNESS_CHECK, JOB_NAME, SCHEDULE_NAME, freshness_definitions
 from tests.planted import FRESH, LATE, OVERDUE, Planted, plant, runlog

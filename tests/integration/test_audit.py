@@ -18,9 +18,9 @@ from pyiceberg.types import LongType, NestedField, StringType
 import cascade
 import cascade_testplugin.hooks as recorded
 from cascade import CascadeConfig, cascade_ingestion, hookimpl, register_hooks, unregister_hooks
+from cascade.asset_registry import isolated_registry
 from cascade.audit import PUBLISH_TAG, AuditFailedError
 from cascade.catalog import branches, open_catalog
-from cascade.registry import isolated_registry
 from cascade.tables import ancestry
 from tests.conftest import read_table, snapshot_id
 

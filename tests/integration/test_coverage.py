@@ -7,10 +7,10 @@ import datetime as dt
 import pytest
 
 from cascade import CascadeConfig
+from cascade.asset_registry import Registry
 from cascade.catalog import open_catalog
 from cascade.coverage import committed_runs, failed_runs, table_status
 from cascade.maintenance import expire_snapshots
-from cascade.registry import Registry
 from tests.planted import FAIL_HOURS, FRESH, LATE, OVERDUE, TABLE, WARN_HOURS, Planted, plant, runlog
 
 __all__ = ["runlog"]

@@ -15,8 +15,8 @@ from pyiceberg.types import LongType, NestedField
 
 import cascade
 from cascade import CascadeConfig, cascade_ingestion, hookimpl, http_session, register_hooks, unregister_hooks
+from cascade.asset_registry import Registry
 from cascade.errors import RunTimeoutError
-from cascade.registry import Registry
 from tests.conftest import snapshot_id
 
 SCHEMA = Schema(NestedField(1, "id", LongType(), required=False))

@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 
 from cascade import load_config
-from cascade.registry import isolated_registry
+from cascade.asset_registry import isolated_registry
 from tests.conftest import invoke_cli, read_table
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "my_domain"

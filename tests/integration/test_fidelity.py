@@ -38,9 +38,9 @@ from pyiceberg.types import (
 
 import cascade
 from cascade import INGESTED_AT, CascadeConfig, cascade_ingestion, hookimpl, register_hooks, unregister_hooks
+from cascade.asset_registry import isolated_registry
 from cascade.catalog import open_catalog
 from cascade.errors import HookError, NullKeyError, SchemaMismatchError, ValidationError
-from cascade.registry import isolated_registry
 from tests.conftest import read_table, snapshot_id
 
 SCHEMA = Schema(

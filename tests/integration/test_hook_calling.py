@@ -34,9 +34,9 @@ from cascade import (
     register_hooks,
     unregister_hooks,
 )
+from cascade.asset_registry import Registry
 from cascade.audit import AuditFailedError
 from cascade.plugins import hooks
-from cascade.registry import Registry
 from tests.conftest import read_table, snapshot_id
 
 SCHEMA = Schema(

@@ -53,7 +53,7 @@ PROBE = """
 import json, os, sys
 import cascade
 from cascade.plugins import hooks
-from cascade.registry import registry
+from cascade.asset_registry import registry
 
 if os.environ["PROBE_FIRST"] == "import":
     import depot_plugin

@@ -26,12 +26,12 @@ from pyiceberg.types import LongType, NestedField, StringType
 
 import cascade
 from cascade import INGESTED_AT, CascadeConfig, cascade_ingestion
+from cascade.asset_registry import isolated_registry
 from cascade.catalog import open_catalog
 from cascade.errors import AssetDefinitionError
 from cascade.faults import CRASH_ENV
 from cascade.quarantine import TooManyInvalidRowsError, read_quarantine
 from cascade.quarantine_replay import replay
-from cascade.registry import isolated_registry
 from tests.conftest import read_table, snapshot_id
 
 SCHEMA = Schema(

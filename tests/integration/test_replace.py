@@ -23,9 +23,9 @@ from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
 
 import cascade
 from cascade import CascadeConfig, cascade_ingestion
+from cascade.asset_registry import isolated_registry
 from cascade.catalog import open_catalog
 from cascade.errors import AssetDefinitionError, SchemaMismatchError
-from cascade.registry import isolated_registry
 from tests.conftest import read_table, snapshot_id
 
 SCHEMA = Schema(

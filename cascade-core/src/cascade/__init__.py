@@ -9,8 +9,6 @@ pyiceberg, pandera or pyarrow until a run, a merge or a table operation needs th
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -33,9 +31,9 @@ _EXPORTS: dict[str, str] = {
     # discovering and running
     "CascadeConfig": "cascade.config",
     "load_config": "cascade.config",
-    "discover": "cascade.registry",
-    "registry": "cascade.registry",
-    "Discovery": "cascade.registry",
+    "discover": "cascade.discovery",
+    "registry": "cascade.asset_registry",
+    "Discovery": "cascade.discovery",
     "run": "cascade.runner",
     "resolve_branch": "cascade.runner",
     "MAIN": "cascade.runner",
@@ -245,32 +243,16 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
 
-class _Package(types.ModuleType):
-    """Keeps ``registry`` the public function once the submodule ``cascade.registry`` loads.
-
-    Importing ``cascade.registry`` makes the import system set the package's attribute ``registry``
-    to that submodule, which would hide the function of the same name (``cascade.registry()`` then
-    fails with "'module' object is not callable", depending on import order). Renaming the module,
-    as ``conformance`` and ``quarantine_replay`` were, makes this unnecessary.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _EXPORTS and isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}":
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
 if TYPE_CHECKING:
     from cascade import hookspecs, testing
+    from cascade.asset_registry import registry
     from cascade.audit import PUBLISH_TAG, AuditFailedError
     from cascade.catalog import branches, load_or_create_table, open_catalog, sqlite_file, storage_endpoint
     from cascade.config import CascadeConfig, load_config
     from cascade.conformance import conform
     from cascade.context import RunContext
     from cascade.coverage import STATES, AssetStatus, State, parse_since, table_status
+    from cascade.discovery import Discovery, discover
     from cascade.errors import (
         AssetDefinitionError,
         CascadeError,
@@ -309,7 +291,6 @@ if TYPE_CHECKING:
     from cascade.quarantine import TooManyInvalidRowsError, drop_quarantined, quarantine_identifier, read_quarantine
     from cascade.quarantine_replay import replay
     from cascade.redaction import redact, redact_values, redacted_traceback
-    from cascade.registry import Discovery, discover, registry
     from cascade.results import IngestionResult
     from cascade.runner import BRANCH_TAG, MAIN, SNAPSHOT_TAG_PREFIX, resolve_branch, run
     from cascade.sources import http_session, rest_api_source

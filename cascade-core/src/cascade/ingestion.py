@@ -115,7 +115,7 @@ def cascade_ingestion(
     """
 
     def decorate(fn: Callable[P, R]) -> CascadeAsset[P, R]:
-        from cascade.registry import register
+        from cascade.asset_registry import register
 
         spec = build_spec(
             fn,

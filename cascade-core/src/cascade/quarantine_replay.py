@@ -16,12 +16,12 @@ from typing import Any
 
 import pyarrow.compute as pc
 
+from cascade.asset_registry import registry
 from cascade.catalog import open_catalog
 from cascade.config import CascadeConfig, load_config
 from cascade.ingestion import CascadeAsset
 from cascade.naming import table_identifier
 from cascade.quarantine import quarantine_identifier, read_quarantine
-from cascade.registry import registry
 from cascade.results import IngestionResult
 from cascade.runner import check_partition, resolve_branch, run
 

@@ -26,6 +26,7 @@ from opentelemetry.trace import Span
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
 
+from cascade.asset_registry import registry
 from cascade.audit import AuditOutcome, audit_branch_name, audit_with, wants_audit, write_audit_publish
 from cascade.catalog import (
     describe_catalog,
@@ -82,7 +83,6 @@ from cascade.records import (
     requested_dispositions,
 )
 from cascade.redaction import redact
-from cascade.registry import registry
 from cascade.results import IngestionResult
 from cascade.spec import INGESTED_AT, AssetSpec
 from cascade.staging import (

@@ -1,20 +1,16 @@
-"""The asset registry and asset discovery.
+"""The asset registry: every asset registers itself here when its module is imported.
 
-Assets register themselves when their module is imported. ``discover()`` imports every
-``cascade.assets`` entry point through :mod:`cascade.entrypoints` (which also holds the switches
-``CASCADE_DISABLE_PLUGIN_AUTOLOAD`` and ``CASCADE_BLOCKED_PLUGINS``).
+:mod:`cascade.discovery` imports the ``cascade.assets`` entry points that fill it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from cascade.entrypoints import ASSETS_GROUP, load, loading_plugin
+from cascade.entrypoints import loading_plugin
 from cascade.errors import DuplicateAssetError, PluginLoadError, UnknownAssetError
 
 if TYPE_CHECKING:
@@ -113,54 +109,3 @@ def isolated_registry() -> Iterator[Registry]:
         yield _registry
     finally:
         _registry = saved
-
-
-@dataclass(frozen=True)
-class Discovery:
-    """What ``discover()`` found: the assets, and the plugins that failed to load."""
-
-    assets: tuple[CascadeAsset[Any, Any], ...]
-    failures: tuple[PluginLoadError, ...]
-    tables: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    """Each asset's table (``namespace.table`` after ``[namespaces]``), by asset name."""
-
-
-def discover(config: CascadeConfig | None = None) -> Discovery:
-    """Load every ``cascade.assets`` entry point and return all registered assets.
-
-    A plugin that fails to import is recorded in ``Discovery.failures`` and does not stop the
-    others. Two assets claiming the same asset name, or the same table once ``config``'s
-    ``[namespaces]`` (default: :func:`cascade.load_config`) maps their groups, raise
-    :class:`DuplicateAssetError` naming both.
-    """
-    load(ASSETS_GROUP, _load_entry_point)
-    from cascade.config import load_config
-
-    tables = {asset.spec.name: table for table, asset in _registry.resolve_tables(config or load_config()).items()}
-    return Discovery(tuple(_registry.assets()), tuple(_registry.failures.values()), MappingProxyType(tables))
-
-
-def _load_entry_point(entry_point: EntryPoint, plugin: str) -> None:
-    from cascade.ingestion import CascadeAsset
-
-    try:
-        loaded = entry_point.load()
-    except DuplicateAssetError:
-        raise
-    except Exception as error:  # a broken plugin must not hide the others
-        _registry.failures[plugin] = PluginLoadError(plugin, error)
-        return
-    if isinstance(loaded, CascadeAsset) and loaded.spec.name not in _registry.by_name:
-        _registry.add(loaded)
-    _attribute_to_plugin(entry_point.module, plugin)
-    _registry.failures.pop(plugin, None)
-
-
-def _attribute_to_plugin(module: str, plugin: str) -> None:
-    """Name the plugin on assets of a module that was imported before discovery ran."""
-    from dataclasses import replace
-
-    for asset in _registry.by_name.values():
-        owner = asset.fn.__module__
-        if owner == module or owner.startswith(module + "."):
-            asset.spec = replace(asset.spec, plugin=plugin)
