@@ -296,7 +296,9 @@ class RecordGuard:
         return item
 
     def _numbered(self, table: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordBatch:
-        positions = pa.array(range(self.position, self.position + table.num_rows), pa.int64())
+        import numpy as np
+
+        positions = pa.array(np.arange(self.position, self.position + table.num_rows, dtype=np.int64))
         self.position += table.num_rows
         if SEQUENCE in table.column_names:
             table = table.drop_columns([SEQUENCE])

@@ -763,6 +763,7 @@ def _merge(
             replace=replacing,
             chunk_rows=chunk_rows,
             last_check=lambda: check_deadline(resolved, "writing the data files"),
+            keys_distinct=not isinstance(rows, pa.Table),  # streamed: superseded records were dropped
         )
 
 

@@ -51,6 +51,7 @@ def merge_into(
     chunk_rows: int | None = None,
     replace: PartitionReplace | None = None,
     last_check: Callable[[], None] | None = None,
+    keys_distinct: bool = False,
 ) -> MergeOutcome:
     """Upsert ``batch`` into ``table`` on ``unique_key`` in one atomic snapshot on ``branch``.
 
@@ -65,7 +66,9 @@ def merge_into(
     there removes the written files and aborts with nothing committed.
 
     ``chunk_rows`` bounds memory for batches larger than memory (and an iterable of tables is
-    merged as those chunks): see :func:`merge_in_chunks`.
+    merged as those chunks): see :func:`merge_in_chunks`. ``keys_distinct`` vouches that no key
+    appears twice in the whole batch (the runner removes superseded records first), which skips
+    the de-duplication; a wrong vouch stores the key twice.
     """
     keys = (unique_key,) if isinstance(unique_key, str) else tuple(unique_key)
     if chunk_rows is not None:
@@ -81,6 +84,7 @@ def merge_into(
             before_commit=before_commit,
             replace=replace,
             last_check=last_check,
+            keys_distinct=keys_distinct,
         )
     if isinstance(batch, pa.RecordBatchReader):
         batch = batch.read_all()
@@ -97,4 +101,5 @@ def merge_into(
         before_commit=before_commit,
         replace=replace,
         last_check=last_check,
+        keys_distinct=keys_distinct,
     )

@@ -16,11 +16,12 @@ POSITION = "__cascade_position"
 OTHER_POSITION = "__cascade_other_position"
 
 
-def prepare_batch(batch: pa.Table, schema: Schema, keys: tuple[str, ...]) -> pa.Table:
-    """Conform to the table schema, refuse null keys, and keep the last record of each key."""
+def prepare_batch(batch: pa.Table, schema: Schema, keys: tuple[str, ...], *, keys_distinct: bool = False) -> pa.Table:
+    """Conform to the table schema, refuse null keys, and keep the last record of each key
+    (unless the caller vouches that no key repeats)."""
     rows = conform(batch, schema)
     reject_null_keys(rows, keys)
-    return keep_last_per_key(rows, keys)
+    return rows if keys_distinct else keep_last_per_key(rows, keys)
 
 
 def keep_last_per_key(rows: pa.Table, keys: tuple[str, ...]) -> pa.Table:

@@ -32,6 +32,7 @@ def merge_in_chunks(
     before_commit: BeforeCommit | None = None,
     replace: PartitionReplace | None = None,
     last_check: Callable[[], None] | None = None,
+    keys_distinct: bool = False,
 ) -> MergeOutcome:
     """Merge a batch of any size holding at most ``chunk_rows`` batch rows in memory at once.
 
@@ -79,6 +80,7 @@ def merge_in_chunks(
                     before_commit=before_commit,
                     replace=None if outcomes else replace,
                     last_check=last_check,
+                    keys_distinct=keys_distinct,
                 )
             )
         table = table.refresh()

@@ -72,13 +72,14 @@ def merge_batch(
     before_commit: BeforeCommit | None = None,
     replace: PartitionReplace | None = None,
     last_check: Callable[[], None] | None = None,
+    keys_distinct: bool = False,
 ) -> MergeOutcome:
     """Merge one in-memory batch in one snapshot on ``branch``: see :func:`cascade.merge.merge_into`."""
     schema = table.schema()
     missing = [k for k in keys if k not in schema.column_names]
     if missing:
         raise SchemaMismatchError(f"table {table.name()}: unique key column(s) {missing} not in the table schema")
-    rows = prepare_batch(batch, schema, keys)
+    rows = prepare_batch(batch, schema, keys, keys_distinct=keys_distinct)
     deduplicated = batch.num_rows - rows.num_rows
     properties = {**(snapshot_properties or {}), COMMIT_ID: uuid.uuid4().hex}
     attempt_seconds = 0.0
