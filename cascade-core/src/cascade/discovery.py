@@ -10,7 +10,7 @@ from importlib.metadata import EntryPoint
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from cascade.asset_registry import _registry
+from cascade.asset_registry import registry
 from cascade.entrypoints import ASSETS_GROUP, load
 from cascade.errors import DuplicateAssetError, PluginLoadError
 
@@ -40,8 +40,9 @@ def discover(config: CascadeConfig | None = None) -> Discovery:
     load(ASSETS_GROUP, _load_entry_point)
     from cascade.config import load_config
 
-    tables = {asset.spec.name: table for table, asset in _registry.resolve_tables(config or load_config()).items()}
-    return Discovery(tuple(_registry.assets()), tuple(_registry.failures.values()), MappingProxyType(tables))
+    found = registry()
+    tables = {asset.spec.name: table for table, asset in found.resolve_tables(config or load_config()).items()}
+    return Discovery(tuple(found.assets()), tuple(found.failures.values()), MappingProxyType(tables))
 
 
 def _load_entry_point(entry_point: EntryPoint, plugin: str) -> None:
@@ -52,19 +53,19 @@ def _load_entry_point(entry_point: EntryPoint, plugin: str) -> None:
     except DuplicateAssetError:
         raise
     except Exception as error:  # a broken plugin must not hide the others
-        _registry.failures[plugin] = PluginLoadError(plugin, error)
+        registry().failures[plugin] = PluginLoadError(plugin, error)
         return
-    if isinstance(loaded, CascadeAsset) and loaded.spec.name not in _registry.by_name:
-        _registry.add(loaded)
+    if isinstance(loaded, CascadeAsset) and loaded.spec.name not in registry().by_name:
+        registry().add(loaded)
     _attribute_to_plugin(entry_point.module, plugin)
-    _registry.failures.pop(plugin, None)
+    registry().failures.pop(plugin, None)
 
 
 def _attribute_to_plugin(module: str, plugin: str) -> None:
     """Name the plugin on assets of a module that was imported before discovery ran."""
     from dataclasses import replace
 
-    for asset in _registry.by_name.values():
+    for asset in registry().by_name.values():
         owner = asset.fn.__module__
         if owner == module or owner.startswith(module + "."):
             asset.spec = replace(asset.spec, plugin=plugin)
