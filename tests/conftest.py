@@ -219,7 +219,7 @@ def _logger_state(logger: logging.Logger) -> tuple[list[logging.Handler], int, b
 
 
 @pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry: Registry) -> Callable[..., Invocation]:
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry: Registry) -> Iterator[Callable[..., Invocation]]:
     """``cli("list", "--json")``: the ``cascade`` command in process (:func:`invoke_cli`), in ``tmp_path``.
 
     As in a new process, the registry starts empty (but for assets the test defines) and ``discover()``
@@ -228,9 +228,14 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry: Registry) -> 
     """
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CASCADE_BLOCKED_PLUGINS", OUT_OF_THE_WAY)
-    for entry_point in entry_points(group="cascade.assets"):
-        monkeypatch.delitem(sys.modules, entry_point.module, raising=False)
-    return invoke_cli
+    modules = {entry_point.module for entry_point in entry_points(group="cascade.assets")}
+    before = {name: sys.modules.pop(name) for name in modules if name in sys.modules}
+    yield invoke_cli
+    # Put back the modules as they were: a plugin first imported here registered its assets in this
+    # test's registry only, so leaving it imported would hide them from every later discover().
+    for name in modules:
+        sys.modules.pop(name, None)
+    sys.modules.update(before)
 
 
 BESIDE_PYTHON = Path(sys.executable).parent / "cascade"

@@ -36,13 +36,15 @@ def planted(cli, tmp_path: Path, config: CascadeConfig, runlog: None, monkeypatc
 def planted_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Planted, Path]]:
     """One history planted for the module (planting takes seconds), and where its catalog is."""
     home = tmp_path_factory.mktemp("planted") / "cascade"
+    # Only the planting is isolated: a registry swapped in here and swapped back at the module's end
+    # would restore the registry of whichever test was running when this fixture was set up.
     with isolated_registry():
         register_hooks(cascade_runlog.plugin, name="cascade-runlog")  # as the runlog fixture, for the planting only
         try:
             planted = plant(CascadeConfig(home=home, http=HttpPolicy.from_settings(FAST_HTTP)))
         finally:
             unregister_hooks("cascade-runlog")
-        yield planted, home
+    yield planted, home
 
 
 @pytest.fixture
