@@ -1,83 +1,36 @@
-"""``cascade backfill``: every partition in a range, N at a time, resumable, with a progress bar."""
+"""``cascade backfill``: what to run (a range, or the gaps ``cascade status`` shows) and a progress bar.
+
+Running the partitions, N worker processes at a time and resumable, is ``cascade.backfill``'s
+job: any application may call it; this module only chooses the partitions and shows progress.
+"""
 
 from __future__ import annotations
 
-import concurrent.futures
 import datetime as dt
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 import cascade
 from cascade import (
+    BackfillInterrupted,
+    BackfillReport,
     CascadeAsset,
     CascadeConfig,
-    CascadeError,
     IngestionResult,
+    PartitionFailure,
     State,
-    ingested_partitions,
     open_catalog,
     parse_since,
-    redact,
     table_identifier,
     table_status,
 )
 
 
-@dataclass
-class BackfillReport:
-    """What a backfill did: partitions run, skipped, failed (with their errors), rows landed."""
-
-    planned: list[str]
-    skipped: list[str]
-    succeeded: dict[str, IngestionResult] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)
-    interrupted: bool = False
-
-    def record(self, partition: str, future: concurrent.futures.Future[IngestionResult | None]) -> None:
-        """Note a finished partition's outcome: its result, or its error's first line."""
-        try:
-            result = future.result()
-        except CascadeError as error:
-            self.failed[partition] = redact(str(error)).splitlines()[0]
-        else:
-            if result is not None:
-                self.succeeded[partition] = result
-
-    @property
-    def rows(self) -> int:
-        return sum(r.rows_extracted for r in self.succeeded.values())
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "planned": self.planned,
-            "skipped": self.skipped,
-            "succeeded": sorted(self.succeeded),
-            "failed": self.failed,
-            "rows_extracted": self.rows,
-            "rows_inserted": sum(r.rows_inserted for r in self.succeeded.values()),
-            "interrupted": self.interrupted,
-        }
-
-
 def date_range(start: dt.date, end: dt.date) -> list[str]:
     return [(start + dt.timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
-
-
-def already_ingested(asset: CascadeAsset[Any, Any], branch: str, config: CascadeConfig) -> set[str]:
-    """Partitions that a committed run of ``asset`` wrote on ``branch``, read from the table's snapshots."""
-    catalog = open_catalog(config)
-    identifier = ".".join(table_identifier(asset.spec, config))
-    if not catalog.table_exists(identifier):
-        return set()
-    table = catalog.load_table(identifier)
-    if branch not in table.metadata.refs:
-        return set()
-    return ingested_partitions(table, asset.spec.name, branch)
 
 
 def status_plan(
@@ -113,49 +66,53 @@ def backfill(
     config: CascadeConfig,
     console: Console,
     show_progress: bool,
-    run: Callable[..., IngestionResult] = cascade.run,
 ) -> BackfillReport:
-    skip = set() if force else already_ingested(asset, branch, config) & set(partitions)
-    todo = [p for p in partitions if p not in skip]
-    report = BackfillReport(planned=partitions, skipped=sorted(skip))
-    stop = threading.Event()
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("rows {task.fields[rows]:,}"),
-        TextColumn("{task.fields[rate]:,.0f} rows/s"),
-        TextColumn("failures {task.fields[failures]}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not show_progress,
-    )
-
-    def one(partition: str) -> IngestionResult | None:
-        if stop.is_set():
-            return None
-        return run(asset, partition, branch=branch, config=config)
-
-    with progress:
-        task = progress.add_task(f"{asset.spec.name} @ {branch}", total=len(todo), rows=0, rate=0.0, failures=0)
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backfill")
-        futures = {pool.submit(one, partition): partition for partition in todo}
+    """``cascade.backfill`` with a progress bar on ``console``; Ctrl-C gives the report so far (``interrupted``)."""
+    bar = ProgressBar(console, f"{asset.spec.name} @ {branch}", show=show_progress)
+    with bar.progress:
         try:
-            for future in concurrent.futures.as_completed(futures):
-                report.record(futures[future], future)
-                elapsed = progress.tasks[task].elapsed or 1e-9
-                progress.update(
-                    task, advance=1, rows=report.rows, rate=report.rows / elapsed, failures=len(report.failed)
-                )
-        except KeyboardInterrupt:
-            # Runs already committing finish (each commit is atomic); queued ones never start.
-            report.interrupted = True
-            stop.set()
-            for future in futures:
-                future.cancel()
-            for future, partition in futures.items():
-                if not future.cancelled():
-                    report.record(partition, future)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-    return report
+            return cascade.backfill(
+                asset,
+                partitions,
+                workers=workers,
+                branch=branch,
+                force=force,
+                config=config,
+                on_start=bar.start,
+                on_outcome=bar.advance,
+            )
+        except BackfillInterrupted as stopped:
+            return stopped.report
+
+
+class ProgressBar:
+    """Partitions done of those to run, rows landed, rows/s and failures so far."""
+
+    def __init__(self, console: Console, title: str, *, show: bool) -> None:
+        self.title = title
+        self.rows = 0
+        self.failures = 0
+        self.task: TaskID | None = None
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rows {task.fields[rows]:,}"),
+            TextColumn("{task.fields[rate]:,.0f} rows/s"),
+            TextColumn("failures {task.fields[failures]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not show,
+        )
+
+    def start(self, todo: Sequence[str]) -> None:
+        self.task = self.progress.add_task(self.title, total=len(todo), rows=0, rate=0.0, failures=0)
+
+    def advance(self, outcome: IngestionResult | PartitionFailure) -> None:
+        assert self.task is not None
+        if isinstance(outcome, PartitionFailure):
+            self.failures += 1
+        else:
+            self.rows += outcome.rows_extracted
+        elapsed = self.progress.tasks[self.task].elapsed or 1e-9
+        self.progress.update(self.task, advance=1, rows=self.rows, rate=self.rows / elapsed, failures=self.failures)

@@ -35,6 +35,10 @@ _EXPORTS: dict[str, str] = {
     "registry": "cascade.asset_registry",
     "Discovery": "cascade.discovery",
     "run": "cascade.runner",
+    "backfill": "cascade.backfills",
+    "BackfillReport": "cascade.backfills",
+    "BackfillInterrupted": "cascade.backfills",
+    "PartitionFailure": "cascade.workers",
     "resolve_branch": "cascade.runner",
     "MAIN": "cascade.runner",
     "BRANCH_TAG": "cascade.runner",
@@ -138,6 +142,8 @@ __all__ = [
     "AssetSpec",
     "AssetStatus",
     "AuditFailedError",
+    "BackfillInterrupted",
+    "BackfillReport",
     "CascadeAsset",
     "CascadeConfig",
     "CascadeError",
@@ -157,6 +163,7 @@ __all__ = [
     "MergeConflictError",
     "MergeOutcome",
     "NullKeyError",
+    "PartitionFailure",
     "PluginLoadError",
     "RunContext",
     "RunError",
@@ -180,6 +187,7 @@ __all__ = [
     "all_tables",
     "ancestry",
     "apply_asset",
+    "backfill",
     "branches",
     "cascade_ingestion",
     "check_branch_name",
@@ -247,6 +255,7 @@ if TYPE_CHECKING:
     from cascade import hookspecs, testing
     from cascade.asset_registry import registry
     from cascade.audit import PUBLISH_TAG, AuditFailedError
+    from cascade.backfills import BackfillInterrupted, BackfillReport, backfill
     from cascade.catalog import branches, load_or_create_table, open_catalog, sqlite_file, storage_endpoint
     from cascade.config import CascadeConfig, load_config
     from cascade.conformance import conform
@@ -310,3 +319,4 @@ if TYPE_CHECKING:
         publish_branch,
         summarize,
     )
+    from cascade.workers import PartitionFailure
