@@ -21,7 +21,14 @@ from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField
 
 import cascade
-from cascade import BackfillInterrupted, CascadeConfig, IngestionResult, PartitionFailure, cascade_ingestion
+from cascade import (
+    BackfillInterrupted,
+    CascadeConfig,
+    IngestionResult,
+    PartitionFailure,
+    UnknownAssetError,
+    cascade_ingestion,
+)
 from cascade.asset_registry import Registry
 from cascade_nightscout import glucose
 from tests.conftest import read_table
@@ -168,3 +175,13 @@ def test_a_source_failure_keeps_its_kind_and_transient_mark(ns_config: CascadeCo
     assert (failure.kind, failure.transient) == ("TransientSourceError", True)
     assert failure.message.startswith(f"asset 'glucose', partition {DAYS[0]}: HTTP 500")
     assert list(report.succeeded) == [DAYS[1]]
+
+
+def test_a_spawned_worker_that_cannot_find_the_asset_fails_each_partition_saying_why(config: CascadeConfig) -> None:
+    from cascade.workers import Job, job_asset
+
+    assert isinstance(job_asset(Job(glucose, "main", config)), type(glucose))
+    missing = job_asset(Job("no_such_asset", "main", config))
+    assert isinstance(missing, UnknownAssetError) and "no_such_asset" in str(missing)
+    failure = PartitionFailure.from_error(DAYS[0], missing)
+    assert (failure.kind, failure.message) == ("UnknownAssetError", str(missing).splitlines()[0])

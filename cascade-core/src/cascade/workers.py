@@ -183,9 +183,13 @@ def work(connection: Connection, job: Job | bytes) -> None:
     sys.stdout = ParentStream(connection, lock, "stdout")
     sys.stderr = ParentStream(connection, lock, "stderr")
     try:
-        resolved = _resolve(job)
+        loaded = _job(job)
+        asset = job_asset(loaded)
         while (partition := receive(connection)) is not None:
-            outcome = run_partition(resolved.asset, partition, resolved.branch, resolved.config)  # type: ignore[arg-type]
+            if isinstance(asset, Exception):  # every partition fails as the asset's discovery did
+                outcome: Outcome = PartitionFailure.from_error(partition, asset)
+            else:
+                outcome = run_partition(asset, partition, loaded.branch, loaded.config)
             sys.stdout.flush()
             sys.stderr.flush()
             try:
@@ -211,18 +215,26 @@ def unsendable(partition: str, error: Exception) -> PartitionFailure:
     )
 
 
-def _resolve(job: Job | bytes) -> Job:
-    """The job with its asset: given (forked), or found by name after discovery (spawned)."""
-    if isinstance(job, bytes):
-        job = pickle.loads(job)
-        assert isinstance(job, Job)
-    if isinstance(job.asset, str):
-        from cascade.asset_registry import registry
-        from cascade.discovery import discover
+def _job(job: Job | bytes) -> Job:
+    """The job as forked (itself) or spawned (pickled by the parent)."""
+    loaded = pickle.loads(job) if isinstance(job, bytes) else job
+    assert isinstance(loaded, Job)
+    return loaded
 
+
+def job_asset(job: Job) -> CascadeAsset[Any, Any] | Exception:
+    """The job's asset: given (forked), or found by name after discovery (spawned), or why not."""
+    asset = job.asset
+    if not isinstance(asset, str):
+        return asset
+    from cascade.asset_registry import registry
+    from cascade.discovery import discover
+
+    try:
         discover(job.config)
-        return Job(registry().get(job.asset), job.branch, job.config)
-    return job
+        return registry().get(asset)
+    except Exception as error:
+        return error
 
 
 def _flush_telemetry() -> None:
