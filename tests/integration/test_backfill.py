@@ -7,8 +7,10 @@ each test can tell which process ran what, and what landed, from the table alone
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ from pyiceberg.types import LongType, NestedField
 import cascade
 from cascade import (
     BackfillInterrupted,
+    BackfillReport,
     CascadeConfig,
     IngestionResult,
     PartitionFailure,
@@ -185,3 +188,34 @@ def test_a_spawned_worker_that_cannot_find_the_asset_fails_each_partition_saying
     assert isinstance(missing, UnknownAssetError) and "no_such_asset" in str(missing)
     failure = PartitionFailure.from_error(DAYS[0], missing)
     assert (failure.kind, failure.message) == ("UnknownAssetError", str(missing).splitlines()[0])
+
+
+def test_a_lock_another_thread_holds_at_the_fork_does_not_hang_a_worker(days: Any, config: CascadeConfig) -> None:
+    """The progress bar's thread writes through a redacting stream, so it holds the redaction
+    lock for a moment ten times a second; a worker forked in that moment must not inherit it held."""
+    from cascade import redaction
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with redaction._lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    reports: list[BackfillReport] = []
+    runner = threading.Thread(target=lambda: reports.append(cascade.backfill(days, DAYS[:2], workers=2, config=config)))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while len(multiprocessing.active_children()) < 2 and runner.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()  # the workers are forked: the parent's lock is free again
+    runner.join(60)
+    if runner.is_alive():  # hung: stop the workers so that the test fails instead of hanging
+        for child in multiprocessing.active_children():
+            child.kill()
+        runner.join()
+    holder.join()
+    assert sorted(reports[0].succeeded) == DAYS[:2], reports[0].failures

@@ -14,6 +14,7 @@ command writes go through :func:`redact`. A secret is
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import traceback
@@ -48,6 +49,18 @@ _SHORTEST_SECRET = 4
 _KNOWN_SECRETS: set[str] = set()
 _lock = threading.Lock()
 _pattern: re.Pattern[str] | None = None
+
+
+def _unlock_in_child() -> None:
+    """A forked child (a backfill worker) gets a lock of its own: another thread of the parent (a
+    progress bar writing through a redacting stream) may have held this one at the fork, and
+    nothing in the child would ever release it."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; elsewhere nothing forks
+    os.register_at_fork(after_in_child=_unlock_in_child)
 
 
 def is_secret_key(key: str) -> bool:
