@@ -71,20 +71,24 @@ def main() -> None:
     start = dt.date(2024, 7, 1)
     end = start + dt.timedelta(days=args.days - 1)
     runs: list[Measured] = []
+    loads: list[float] = []  # other work on the machine: the 1-minute load average before each round
     with NightscoutServer(interval_seconds=86_400 / args.readings_per_day) as server:
         for round_ in range(args.repeat):
             for workers in args.workers:  # alternating, so that a busy spell on the machine hits both
+                load = os.getloadavg()[0]
                 measured = run_backfill(command, server.url, start, end, workers)
                 runs.append(measured)
+                loads.append(load)
                 print(
                     f"round {round_ + 1}: {workers} worker(s): {measured.backfill_seconds:.1f} s backfill, "
-                    f"{measured.wall_seconds:.1f} s command",
+                    f"{measured.wall_seconds:.1f} s command (load average before: {load:.2f})",
                     file=sys.stderr,
                     flush=True,
                 )
     print()
     print(f"{args.days} days x {args.readings_per_day} readings, {args.repeat} rounds, on {os.cpu_count()} cores")
     print("best: the fastest round (the least disturbed by other work on the machine); median: the middle one")
+    print(f"1-minute load average before the rounds: {min(loads):.2f} to {max(loads):.2f}")
     print("| workers | partitions | rows | backfill s best | median | partitions/s best | speed-up best | median "
           "| command s best | command speed-up |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|")
