@@ -102,7 +102,7 @@ def test_two_workers_run_every_partition_in_other_processes(days: Any, config: C
 
 
 def test_one_worker_runs_in_process(days: Any, config: CascadeConfig) -> None:
-    report = cascade.backfill(days, DAYS[:2], config=config)
+    report = cascade.backfill("days", DAYS[:2], config=config)  # by name, as registered
     assert sorted(report.succeeded) == DAYS[:2]
     assert set(read_table(config, "backfill.days").column("pid").to_pylist()) == {os.getpid()}
 
@@ -165,7 +165,7 @@ def test_a_second_ctrl_c_aborts_the_running_partition(days: Any, config: Cascade
 
 
 def test_spawned_workers_find_the_asset_by_name(ns_config: CascadeConfig) -> None:
-    report = cascade.backfill("glucose", DAYS[:2], workers=2, config=ns_config, start_method="spawn")
+    report = cascade.backfill(glucose, DAYS[:2], workers=2, config=ns_config, start_method="spawn")
     assert (sorted(report.succeeded), report.rows) == (DAYS[:2], 2 * 288)
     ids = read_table(ns_config, "nightscout.glucose").column("_id")
     assert len(ids) == 2 * 288 == len(pc.unique(ids))
