@@ -38,7 +38,8 @@ TEST_PLUGINS = ["tests/plugins/cascade-testplugin", "tests/plugins/cascade-testp
 DEPENDENCY_SENSITIVE = [
     "tests/unit",
     *(f"tests/integration/test_{name}.py" for name in ("runner", "fidelity", "replace", "merge", "manifests",
-                                                        "evolution", "maintenance", "github", "examples")),
+                                                        "evolution", "maintenance", "github", "examples",
+                                                        "hook_calling", "plugin_loading")),
     "tests/cli/test_list_and_run.py",
     "tests/e2e/test_dagster.py",
     "tests/e2e/test_dagster_runs.py",
@@ -50,7 +51,7 @@ CRASH_TEST = "tests/e2e/test_crash.py::test_sigkill_at_each_point_leaves_old_or_
 CATALOG_SENSITIVE = [
     *(f"tests/integration/test_{name}.py" for name in ("runner", "fidelity", "replace", "merge", "manifests",
                                                         "evolution", "maintenance", "maintenance_concurrency",
-                                                        "concurrency", "hooks", "examples")),
+                                                        "concurrency", "hooks", "examples", "backfill")),
     f"{CRASH_TEST}[before-commit]",
     f"{CRASH_TEST}[after-commit]",
     "tests/cli/test_commands.py",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import cascade_runlog.plugin
@@ -33,7 +32,7 @@ def planted(cli, tmp_path: Path, config: CascadeConfig, runlog: None, monkeypatc
 
 
 @pytest.fixture(scope="module")
-def planted_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Planted, Path]]:
+def planted_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Planted, Path]:
     """One history planted for the module (planting takes seconds), and where its catalog is."""
     home = tmp_path_factory.mktemp("planted") / "cascade"
     # Only the planting is isolated: a registry swapped in here and swapped back at the module's end
@@ -44,7 +43,7 @@ def planted_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pla
             planted = plant(CascadeConfig(home=home, http=HttpPolicy.from_settings(FAST_HTTP)))
         finally:
             unregister_hooks("cascade-runlog")
-    yield planted, home
+    return planted, home
 
 
 @pytest.fixture
