@@ -18,12 +18,11 @@ from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.table import Table
 
 from cascade import merge_into
-from cascade.catalog import load_or_create_table
+from cascade.catalog import METADATA_PROPERTIES, load_or_create_table
 from cascade.errors import ConfigurationError
 from cascade.expiry import EXPIRY_SLACK, MAX_SNAPSHOTS
 from cascade.merge.batch import prepare_batch
 from cascade.merge.plan import plan_merge
-from cascade.snapshots import METADATA_PROPERTIES
 from cascade.tables import ingested_partitions
 from tests.integration.test_merge import BY_P, SCHEMA, Model, batch, new_catalog, stamp, table_state
 

@@ -39,10 +39,10 @@ _EXPORTS: dict[str, str] = {
     "BackfillReport": "cascade.backfills",
     "BackfillInterrupted": "cascade.backfills",
     "PartitionFailure": "cascade.workers",
-    "resolve_branch": "cascade.runner",
-    "MAIN": "cascade.runner",
-    "BRANCH_TAG": "cascade.runner",
-    "SNAPSHOT_TAG_PREFIX": "cascade.runner",
+    "resolve_branch": "cascade.naming",
+    "MAIN": "cascade.naming",
+    "BRANCH_TAG": "cascade.naming",
+    "SNAPSHOT_TAG_PREFIX": "cascade.naming",
     "IngestionResult": "cascade.results",
     "replay": "cascade.quarantine_replay",
     "merge_into": "cascade.merge",
@@ -295,13 +295,20 @@ if TYPE_CHECKING:
     from cascade.maintenance import MaintenanceReport, maintain
     from cascade.maintenance_policy import MaintenancePolicy, parse_duration, parse_size
     from cascade.merge import MergeOutcome, merge_into
-    from cascade.naming import check_branch_name, table_identifier
+    from cascade.naming import (
+        BRANCH_TAG,
+        MAIN,
+        SNAPSHOT_TAG_PREFIX,
+        check_branch_name,
+        resolve_branch,
+        table_identifier,
+    )
     from cascade.plugins import hookimpl, register_hooks, unregister_hooks
     from cascade.quarantine import TooManyInvalidRowsError, drop_quarantined, quarantine_identifier, read_quarantine
     from cascade.quarantine_replay import replay
     from cascade.redaction import redact, redact_values, redacted_traceback
     from cascade.results import IngestionResult
-    from cascade.runner import BRANCH_TAG, MAIN, SNAPSHOT_TAG_PREFIX, resolve_branch, run
+    from cascade.runner import run
     from cascade.sources import http_session, rest_api_source
     from cascade.spec import INGESTED_AT, AssetSpec
     from cascade.staging import leftover_pipelines

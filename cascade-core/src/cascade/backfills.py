@@ -123,7 +123,7 @@ def backfill(
     Raises :class:`BackfillInterrupted` on Ctrl-C (see the module's docstring).
     """
     from cascade.asset_registry import registry
-    from cascade.runner import resolve_branch
+    from cascade.naming import resolve_branch
 
     started = time.perf_counter()
     chosen = registry().get(asset) if isinstance(asset, str) else asset

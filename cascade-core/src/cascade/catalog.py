@@ -12,15 +12,22 @@ from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import NoSuchTableError, NotInstalledError
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table
+from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
 
 from cascade.config import CascadeConfig
 from cascade.errors import CatalogError, ConfigurationError, CorruptCatalogError
 from cascade.redaction import redact
-from cascade.snapshots import METADATA_PROPERTIES
 from cascade.spec import AssetSpec
 
+METADATA_PROPERTIES = {
+    # Iceberg keeps every metadata.json ever written unless told otherwise; keep the last 100.
+    TableProperties.METADATA_DELETE_AFTER_COMMIT_ENABLED: "true",
+    TableProperties.METADATA_PREVIOUS_VERSIONS_MAX: str(TableProperties.METADATA_PREVIOUS_VERSIONS_MAX_DEFAULT),
+    # Said out loud so that pyiceberg's own appends to the table (cascade-runlog's) merge too.
+    TableProperties.MANIFEST_MERGE_ENABLED: "true",
+}
+"""Table properties Cascade sets on the tables it creates, and adds to older tables on their next merge."""
 OPEN_ATTEMPTS = 4
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
@@ -136,7 +143,7 @@ def load_or_create_table(
 ) -> Table:
     """Load a table, creating its namespace and the table (format v2) when missing; safe under races.
 
-    A new table keeps only its last metadata files (:data:`cascade.snapshots.METADATA_PROPERTIES`).
+    A new table keeps only its last metadata files (:data:`METADATA_PROPERTIES`).
     """
     try:
         return catalog.load_table(identifier)

@@ -12,10 +12,16 @@ from cascade.errors import ConfigurationError
 from cascade.spec import IDENTIFIER
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from cascade.config import CascadeConfig
     from cascade.spec import AssetSpec
 
 BRANCH_NAME_MAX = 128
+MAIN = "main"
+BRANCH_TAG = "cascade/branch"  # the run tag that names the branch a run writes to
+# A run tag ``cascade/snapshot/<key>`` becomes snapshot summary property ``<key>`` (orchestrator run ids).
+SNAPSHOT_TAG_PREFIX = "cascade/snapshot/"
 # A name dlt's ``snake_case`` naming leaves as it is: lower-case ASCII, digits and single
 # underscores, not starting with a digit nor ending with an underscore.
 PLAINLY_NORMALIZED = re.compile(r"_?[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
@@ -59,3 +65,8 @@ def normalized_name(name: str) -> str:
 def is_normalized(name: str) -> bool:
     """Whether dlt stages a source field of this name under the same name (only odd names load dlt)."""
     return bool(PLAINLY_NORMALIZED.fullmatch(name)) or normalized_name(name) == name
+
+
+def resolve_branch(explicit: str | None, tags: Mapping[str, str], config: CascadeConfig) -> str:
+    """Explicit argument, else the run tag ``cascade/branch``, else ``CASCADE_BRANCH``/config, else main."""
+    return check_branch_name(explicit or tags.get(BRANCH_TAG) or config.branch or MAIN)

@@ -20,10 +20,10 @@ from cascade.asset_registry import registry
 from cascade.catalog import open_catalog
 from cascade.config import CascadeConfig, load_config
 from cascade.ingestion import CascadeAsset
-from cascade.naming import table_identifier
+from cascade.naming import resolve_branch, table_identifier
 from cascade.quarantine import quarantine_identifier, read_quarantine
 from cascade.results import IngestionResult
-from cascade.runner import check_partition, resolve_branch, run
+from cascade.runner import check_partition, run
 
 REPLAY_TAG = "cascade/replay"
 

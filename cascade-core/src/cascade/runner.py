@@ -61,7 +61,7 @@ from cascade.faults import crash_point
 from cascade.ingestion import REPLACE_NEEDS_A_DAY, CascadeAsset
 from cascade.logger import log
 from cascade.merge import MergeOutcome, MergePlan, PartitionReplace, merge_into
-from cascade.naming import check_branch_name, table_identifier
+from cascade.naming import SNAPSHOT_TAG_PREFIX, resolve_branch, table_identifier
 from cascade.plugins import hooks
 from cascade.quarantine import (
     InvalidRow,
@@ -104,10 +104,6 @@ from cascade.telemetry import configure_from_environment, record_failure, record
 from cascade.validation import ValidationReport, raise_for_report, unique_columns, validate_batch
 
 WORKING_COPIES = 4  # a batch's rows are held about this many times over while conformed, validated and written
-BRANCH_TAG = "cascade/branch"
-# A run tag ``cascade/snapshot/<key>`` becomes snapshot summary property ``<key>`` (orchestrator run ids).
-SNAPSHOT_TAG_PREFIX = "cascade/snapshot/"
-MAIN = "main"
 
 
 @dataclass(frozen=True)
@@ -355,11 +351,6 @@ def combined_report(reports: list[ValidationReport], rows: int) -> ValidationRep
     """One report for a batch validated a chunk at a time (every chunk passed, or the run failed)."""
     model = reports[0].model if reports else None
     return ValidationReport(model=model, rows=rows, passed=all(r.passed for r in reports))
-
-
-def resolve_branch(explicit: str | None, tags: Mapping[str, str], config: CascadeConfig) -> str:
-    """Explicit argument, else the run tag ``cascade/branch``, else ``CASCADE_BRANCH``/config, else main."""
-    return check_branch_name(explicit or tags.get(BRANCH_TAG) or config.branch or MAIN)
 
 
 def check_partition(asset: str, partition_date: str) -> str:

@@ -28,18 +28,11 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.update import AssertTableUUID, SetPropertiesUpdate, TableUpdate
 
+from cascade.catalog import METADATA_PROPERTIES
 from cascade.errors import ConfigurationError
 from cascade.pyiceberg_compat import MergingOverwrite, PlanningTransaction, commit_once
 
 MERGE_ENABLED_DEFAULT = True  # Iceberg's (Java) default; pyiceberg's constant says False
-METADATA_PROPERTIES = {
-    # Iceberg keeps every metadata.json ever written unless told otherwise; keep the last 100.
-    TableProperties.METADATA_DELETE_AFTER_COMMIT_ENABLED: "true",
-    TableProperties.METADATA_PREVIOUS_VERSIONS_MAX: str(TableProperties.METADATA_PREVIOUS_VERSIONS_MAX_DEFAULT),
-    # Said out loud so that pyiceberg's own appends to the table (cascade-runlog's) merge too.
-    TableProperties.MANIFEST_MERGE_ENABLED: "true",
-}
-"""Table properties Cascade sets on the tables it creates, and adds to older tables on their next merge."""
 
 
 def _int_property(properties: Mapping[str, str], key: str, where: str) -> int:
