@@ -39,7 +39,7 @@ SUMMARIES: set[str] = set()  # what status said, printed once: the figures are o
 
 
 def define_asset(days: int) -> Any:
-    import dlt
+    """The asset, declared as a plugin module should (dlt is imported when the asset runs)."""
     from pyiceberg.schema import Schema
     from pyiceberg.types import LongType, NestedField, StringType
 
@@ -57,6 +57,8 @@ def define_asset(days: int) -> Any:
         start_date=dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days - 1),
     )
     def bench_readings(partition_date: str) -> Any:
+        import dlt
+
         return dlt.resource([{"id": partition_date, "v": 1}], name="readings")
 
     return bench_readings
