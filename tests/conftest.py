@@ -277,6 +277,20 @@ def in_terminal(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> tu
     return process.wait(), screen.decode(errors="replace")
 
 
+@pytest.fixture(autouse=True)
+def forget_learned_secrets() -> Iterator[None]:
+    """Secrets a test's runs taught redaction (it remembers them for the process) stay with that test:
+    a token "nope" learned by one test would mask an asset named "nope" in the next one's output."""
+    import cascade.redaction as redaction
+
+    known = set(redaction._KNOWN_SECRETS)
+    yield
+    with redaction._lock:
+        redaction._KNOWN_SECRETS.clear()
+        redaction._KNOWN_SECRETS.update(known)
+        redaction._pattern = None
+
+
 @pytest.fixture
 def registry() -> Iterator[Registry]:
     """An empty registry for assets a test defines."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pyarrow as pa
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cascade.records import all_distinct
@@ -19,6 +19,7 @@ KEY_VALUES = {
 }
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)  # a busy machine draws slowly
 @given(st.sampled_from(sorted(KEY_VALUES)), st.data(), st.integers(1, 3))
 def test_all_distinct_agrees_with_a_set(kind: str, data: st.DataObject, chunks: int) -> None:
     values, arrow_type = KEY_VALUES[kind]
