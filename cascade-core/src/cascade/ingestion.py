@@ -289,10 +289,17 @@ def _check_unique_key(unique_key: str | Sequence[str], columns: set[str], fail: 
 
 def _check_normalized(names: Sequence[str], parameter: str, fail: Fail) -> None:
     """Columns are named as dlt names them, or no staged column would ever match."""
-    renamed = {name: normalized_name(name) for name in names if not is_normalized(name)}
+    renamed = {name: _dlt_name(name) for name in names if not is_normalized(name)}
     if renamed:
         described = ", ".join(f"{name!r} becomes {new!r}" for name, new in renamed.items())
         raise fail(parameter, f"column names must be in dlt's normalized form: {described}; use the normalized names")
+
+
+def _dlt_name(name: str) -> str:
+    try:
+        return normalized_name(name)
+    except ValueError:
+        return "nothing (dlt refuses the name)"
 
 
 def _check_partition_spec(spec: PartitionSpec | None, schema: Schema, fail: Fail) -> PartitionSpec:

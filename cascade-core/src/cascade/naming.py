@@ -1,6 +1,8 @@
-"""Names: of an asset's table, of a branch, and of the columns dlt will stage.
+"""Names: of an asset's table, of a branch (and which branch a run writes to), and of the columns
+dlt will stage.
 
-Light on purpose: the decorator and ``cascade list`` check names without loading dlt or pyiceberg.
+Light on purpose: the decorator, ``cascade list`` and ``cascade status`` check names without
+loading dlt or the run's machinery.
 """
 
 from __future__ import annotations
@@ -64,7 +66,12 @@ def normalized_name(name: str) -> str:
 
 def is_normalized(name: str) -> bool:
     """Whether dlt stages a source field of this name under the same name (only odd names load dlt)."""
-    return bool(PLAINLY_NORMALIZED.fullmatch(name)) or normalized_name(name) == name
+    if PLAINLY_NORMALIZED.fullmatch(name):
+        return True
+    try:
+        return normalized_name(name) == name
+    except ValueError:  # dlt refuses the name outright (empty once stripped)
+        return False
 
 
 def resolve_branch(explicit: str | None, tags: Mapping[str, str], config: CascadeConfig) -> str:
