@@ -455,14 +455,19 @@ def batch_keys(files: Sequence[str], keys: tuple[str, ...], *, keep_keys: bool =
 
     if not files:
         return BatchKeys(pa.table({k: pa.array([]) for k in keys}), pa.array([], pa.int64()), 0)
+    distinct = None
     if not keep_keys:
         rows = sum(pq.ParquetFile(path).metadata.num_rows for path in files)
-        if sorted_keys_distinct(files, keys, rows):
+        distinct = sorted_keys_distinct(files, keys, rows)
+        if distinct:
             return BatchKeys(pa.table({k: pa.array([]) for k in keys}), pa.array([], pa.int64()), rows)
-    read = pa.concat_tables([pq.read_table(path, columns=list(keys)) for path in files], promote_options="permissive")
-    if all_distinct(read, keys):
-        return BatchKeys(read if keep_keys else read.slice(0, 0), pa.array([], pa.int64()), read.num_rows)
-    del read
+    if distinct is None:  # not answered by sorting: read the keys and look
+        read = pa.concat_tables(
+            [pq.read_table(path, columns=list(keys)) for path in files], promote_options="permissive"
+        )
+        if all_distinct(read, keys):
+            return BatchKeys(read if keep_keys else read.slice(0, 0), pa.array([], pa.int64()), read.num_rows)
+        del read
     parts = [pq.read_table(path, columns=[*keys, SEQUENCE]) for path in files]
     numbered = pa.concat_tables(parts, promote_options="permissive")
     groups = numbered.group_by(list(keys), use_threads=False).aggregate([(SEQUENCE, "max"), (SEQUENCE, "count")])
@@ -490,29 +495,41 @@ SORTABLE_AS = {
 }
 
 
-def sorted_keys_distinct(files: Sequence[str], keys: tuple[str, ...], rows: int) -> bool:
-    """True when a single integer-like key, read file by file into one array and sorted in place,
-    holds no value twice; False when it does, or when the key is not of that kind (or has nulls)."""
+def sorted_keys_distinct(files: Sequence[str], keys: tuple[str, ...], rows: int) -> bool | None:
+    """Whether a single integer-like key, read file by file into one array and sorted in place,
+    holds no value twice; ``None`` when sorting cannot tell (another kind of key, or nulls)."""
     import numpy as np
     import pyarrow.parquet as pq
 
     if len(keys) != 1:
-        return False
+        return None
     kind = pq.read_schema(files[0]).field(keys[0]).type
-    as_integers = kind if pa.types.is_integer(kind) else SORTABLE_AS.get(kind.id)
+    as_integers = integer_type(kind)
     if as_integers is None:
-        return False
+        return None
     ordered = np.empty(rows, dtype=as_integers.to_pandas_dtype())
     filled = 0
     for path in files:
         for piece in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=KEY_READ_ROWS, columns=list(keys)):
             column = piece.column(0)
             if column.null_count or column.type != kind or filled + len(column) > rows:
-                return False
+                return None
             ordered[filled : filled + len(column)] = column.cast(as_integers).to_numpy(zero_copy_only=False)
             filled += len(column)
-    ordered.sort()
-    return filled == rows and not bool((ordered[1:] == ordered[:-1]).any())
+    if filled != rows:
+        return None
+    return not repeats_after_sorting(ordered)
+
+
+def integer_type(kind: pa.DataType) -> pa.DataType | None:
+    """The integer type a key's values sort and compare as, or ``None`` (such keys are hashed)."""
+    return kind if pa.types.is_integer(kind) else SORTABLE_AS.get(kind.id)
+
+
+def repeats_after_sorting(values: Any) -> bool:
+    """Sort a writable numpy array in place (one copy of the keys, not two); whether a value repeats."""
+    values.sort()
+    return bool((values[1:] == values[:-1]).any())
 
 
 def all_distinct(rows: pa.Table, keys: tuple[str, ...]) -> bool:
@@ -521,13 +538,10 @@ def all_distinct(rows: pa.Table, keys: tuple[str, ...]) -> bool:
         return True
     if len(keys) == 1 and rows.column(keys[0]).null_count == 0:
         column = rows.column(keys[0])
-        as_integers = SORTABLE_AS.get(column.type.id) if not pa.types.is_integer(column.type) else column.type
+        as_integers = integer_type(column.type)
         if as_integers is not None:
             import numpy as np
 
             ordered = column.cast(as_integers).to_numpy()  # a copy when there are several chunks
-            if not ordered.flags.writeable:
-                ordered = np.array(ordered)
-            ordered.sort()  # in place: one copy of the keys, not two
-            return not bool((ordered[1:] == ordered[:-1]).any())
+            return not repeats_after_sorting(ordered if ordered.flags.writeable else np.array(ordered))
     return bool(rows.group_by(list(keys), use_threads=False).aggregate([]).num_rows == rows.num_rows)
