@@ -12,6 +12,7 @@ import hashlib
 import inspect
 import json
 import logging
+import multiprocessing
 import os
 import pty
 import shutil
@@ -32,6 +33,7 @@ os.environ["CASCADE_BLOCKED_PLUGINS"] = "cascade-runlog"  # before anything load
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
+from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +58,7 @@ GITHUB_TOKEN = "ghp_TestToken0123456789abcdefABCDEF"
 
 
 SHARED = os.environ.get("CASCADE_TEST_CATALOG") == "shared"
+WRITER_PROCESSES = 8
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +67,20 @@ def shared_servers() -> Iterator[tuple[PostgresServer, S3Server]]:
     with PostgresServer() as postgres, S3Server() as s3:
         postgres.create_database("cascade")
         yield postgres, s3
+
+
+@pytest.fixture(scope="session")
+def writer_processes() -> Iterator[Pool]:
+    """Eight spawned interpreters that have imported what a merge needs, for the tests that race writers.
+
+    Spawning and importing costs seconds of CPU an interpreter; the writer tests share these (each
+    writer loads its own catalog, so nothing else carries over). Their modules share an xdist group.
+    """
+    from tests.integration.test_concurrency import warm_up
+
+    with multiprocessing.get_context("spawn").Pool(WRITER_PROCESSES) as pool:
+        pool.map(warm_up, range(WRITER_PROCESSES))
+        yield pool
 
 
 def shared_properties(servers: tuple[PostgresServer, S3Server], name: str) -> dict[str, str]:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -219,56 +217,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
-def test_webserver_shows_assets_groups_and_schedule(tmp_path: Path) -> None:
-    port = free_port()
-    webserver = Path(sys.executable).parent / "dagster-webserver"
-    server = subprocess.Popen(
-        [str(webserver), "-m", "cascade_dagster.definitions", "-h", "127.0.0.1", "-p", str(port)],
-        env=dagster_env(tmp_path),
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
-                    break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-3000:] if server.stderr else ""
-                assert time.monotonic() < deadline, "dagster-webserver did not start"
-                time.sleep(1)
-        nodes = graphql(port, "{ assetNodes { assetKey { path } groupName isPartitioned } }")["data"]["assetNodes"]
-        found = {tuple(n["assetKey"]["path"]): n["groupName"] for n in nodes}
-        assert all(n["isPartitioned"] for n in nodes)
-        assert found[("nightscout", "glucose")] == "nightscout"
-        assert found[("testing", "readings")] == "testing"
-        assert found[("testing", "gadgets")] == "testing"
-        repositories = graphql(
-            port,
-            "{ repositoriesOrError { ... on RepositoryConnection"
-            " { nodes { schedules { name cronSchedule pipelineName } } } } }",
-        )["data"]["repositoriesOrError"]["nodes"]
-        schedules = [schedule for repository in repositories for schedule in repository["schedules"]]
-        assert {"name": "glucose_schedule", "cronSchedule": "0 */1 * * *", "pipelineName": "glucose_job"} in schedules
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        if server.stderr:
-            server.stderr.close()
 
 
 def test_discovered_github_assets_materialize(config: CascadeConfig, github, monkeypatch: pytest.MonkeyPatch) -> None:

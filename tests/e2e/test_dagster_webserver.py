@@ -1,15 +1,15 @@
 """Dagster's own view, through one real ``dagster dev`` (webserver + daemon) on 127.0.0.1 and GraphQL.
 
-Only what Dagster's storage and daemons decide is tested here: partition status after a branch
-run, the run tag a UI-style launch ends up with, a range backfill as one run, and the load-time
-log of a broken plugin. Everything else is tested in process (test_dagster_runs.py).
+Only what the webserver shows and Dagster's storage and daemons decide is tested here: assets,
+groups and schedules, partition status after a branch run, the run tag a UI-style launch ends up
+with, a range backfill as one run, and the load-time log of a broken plugin. Everything else is
+tested in process (test_dagster.py, test_dagster_runs.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,8 +26,17 @@ from cascade_nightscout.server import NightscoutServer
 from tests.conftest import NIGHTSCOUT_TOKEN
 from tests.e2e.test_dagster import REPO, free_port
 
+pytestmark = pytest.mark.xdist_group("dagster_dev")  # one worker, so one dagster dev for the module
 GLUCOSE = ["nightscout", "glucose"]
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+# The shipped settings, plus a queue read every second instead of every 5 s: the tests wait less.
+QUICK_QUEUE = """
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1
+"""
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,8 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory, nightscout_server: Nig
     folder = tmp_path_factory.mktemp("dagster_dev")
     home = folder / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "cascade-dagster" / "dagster.yaml", home / "dagster.yaml")
+    settings = (REPO / "cascade-dagster" / "dagster.yaml").read_text()
+    (home / "dagster.yaml").write_text(settings + QUICK_QUEUE)
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -155,11 +165,27 @@ def test_broken_plugin_is_logged_at_load(dagster_dev: DagsterDev) -> None:
     ) in dagster_dev.log.read_text()
 
 
+def test_webserver_shows_assets_groups_and_schedule(dagster_dev: DagsterDev) -> None:
+    nodes = dagster_dev.query("{ assetNodes { assetKey { path } groupName isPartitioned } }")["assetNodes"]
+    found = {tuple(n["assetKey"]["path"]): n["groupName"] for n in nodes}
+    assert all(n["isPartitioned"] for n in nodes)
+    assert found[("nightscout", "glucose")] == "nightscout"
+    assert found[("testing", "readings")] == "testing"
+    assert found[("testing", "gadgets")] == "testing"
+    repositories = dagster_dev.query(
+        "{ repositoriesOrError { ... on RepositoryConnection"
+        " { nodes { schedules { name cronSchedule pipelineName } } } } }"
+    )["repositoriesOrError"]["nodes"]
+    schedules = [schedule for repository in repositories for schedule in repository["schedules"]]
+    assert {"name": "glucose_schedule", "cronSchedule": "0 */1 * * *", "pipelineName": "glucose_job"} in schedules
+
+
 def test_branch_run_leaves_main_status_and_every_run_is_bounded(dagster_dev: DagsterDev) -> None:
-    main = wait_for_run(dagster_dev, launch(dagster_dev, "2024-03-01"))
+    main_run = launch(dagster_dev, "2024-03-01")
+    branch_run = launch(dagster_dev, "2024-03-02", {"cascade/branch": "dev"})
+    main, branch = wait_for_run(dagster_dev, main_run), wait_for_run(dagster_dev, branch_run)
     assert main["status"] == "SUCCESS"
     assert main["tags"]["dagster/max_runtime"] == "300"  # the implicit asset job has no tags of its own
-    branch = wait_for_run(dagster_dev, launch(dagster_dev, "2024-03-02", {"cascade/branch": "dev"}))
     assert branch["status"] == "SUCCESS"
     assert materialized_ranges(dagster_dev) == [("2024-03-01", "2024-03-01")]
 
@@ -175,21 +201,28 @@ def test_range_backfill_is_one_run(dagster_dev: DagsterDev) -> None:
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
     backfill = launched["backfillId"]
     deadline = time.monotonic() + 300
-    while True:
-        status = dagster_dev.query(
-            "query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } } }",
-            {"id": backfill},
-        )["partitionBackfillOrError"]["status"]
-        if status in ("COMPLETED", "COMPLETED_SUCCESS", "FAILED", "COMPLETED_FAILED", "CANCELED"):
-            break
-        assert time.monotonic() < deadline, f"backfill {backfill} still {status}"
+    while not (runs := backfill_runs(dagster_dev, backfill)):  # the backfill daemon submits every 30 s
+        assert time.monotonic() < deadline, f"backfill {backfill} submitted no run"
         time.sleep(1)
+    [run] = runs  # one run for the whole range: nothing is left for the daemon to submit
+    finished = wait_for_run(dagster_dev, run["runId"])
     elapsed = time.monotonic() - started
-    runs = dagster_dev.query(
-        "query($t: [ExecutionTag!]) { runsOrError(filter: {tags: $t}) { ... on Runs { results { runId status } } } }",
-        {"t": [{"key": "dagster/backfill", "value": backfill}]},
-    )["runsOrError"]["results"]
-    assert [run["status"] for run in runs] == ["SUCCESS"]
-    assert wait_for_run(dagster_dev, runs[0]["runId"])["tags"]["dagster/max_runtime"] == str(8 * 300)
+    assert finished["status"] == "SUCCESS"
+    tags = finished["tags"]
+    assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (
+        days[0],
+        days[-1],
+    )
+    assert tags["dagster/max_runtime"] == str(8 * 300)
     assert ("2024-04-01", "2024-04-08") in materialized_ranges(dagster_dev)
     print(f"8-partition backfill through dagster dev: {elapsed:.1f} s, {len(runs)} run(s)")
+
+
+def backfill_runs(dev: DagsterDev, backfill: str) -> list[dict[str, Any]]:
+    return list(
+        dev.query(
+            "query($t: [ExecutionTag!]) {"
+            " runsOrError(filter: {tags: $t}) { ... on Runs { results { runId status } } } }",
+            {"t": [{"key": "dagster/backfill", "value": backfill}]},
+        )["runsOrError"]["results"]
+    )

@@ -10,11 +10,11 @@ file that any snapshot references was removed, and an old orphan planted at the 
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
 import random
 import time
 import uuid
 from dataclasses import dataclass
+from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,9 @@ from cascade import INGESTED_AT, CascadeConfig, merge_into
 from cascade.catalog import open_catalog, writer_lock
 from cascade.maintenance import maintain, referenced_files
 from cascade.maintenance_policy import MaintenancePolicy
-from tests.integration.test_concurrency import BY_BUCKET, SCHEMA, warm_up
+from tests.integration.test_concurrency import BY_BUCKET, SCHEMA
 
-pytestmark = pytest.mark.own_catalog
+pytestmark = [pytest.mark.own_catalog, pytest.mark.xdist_group("writer_processes")]
 RUN_ID = "cascade.run-id"
 WRITERS, BATCHES, SIZE = 2, 6, 30
 ORPHAN_WINDOW = dt.timedelta(seconds=10)  # longer than any one merge takes from writing its files to committing
@@ -95,7 +95,7 @@ def write(job: Job) -> list[tuple[int, str]]:
     return commits
 
 
-def run_with_maintenance(config: CascadeConfig, plant_orphan: Any) -> dict[str, Any]:
+def run_with_maintenance(pool: Pool, config: CascadeConfig, plant_orphan: Any) -> dict[str, Any]:
     catalog = open_catalog(config)
     catalog.create_namespace_if_not_exists("lake")
     table = catalog.create_table("lake.events", schema=SCHEMA, partition_spec=BY_BUCKET)
@@ -105,12 +105,10 @@ def run_with_maintenance(config: CascadeConfig, plant_orphan: Any) -> dict[str, 
         properties["uri"] += "?timeout=30"
     jobs = [Job(config.catalog_name, properties, w) for w in range(WRITERS)]
     reports = []
-    with multiprocessing.get_context("spawn").Pool(WRITERS) as pool:
-        pool.map(warm_up, range(WRITERS))
-        pending = pool.map_async(write, jobs)
-        while not pending.ready():
-            reports.append(maintain(table, POLICY))
-        per_writer = pending.get()
+    pending = pool.map_async(write, jobs, chunksize=1)
+    while not pending.ready():
+        reports.append(maintain(table, POLICY))
+    per_writer = pending.get()
     while time.time() < orphan.planted + ORPHAN_WINDOW.total_seconds() + 1:
         time.sleep(0.5)
     reports.append(maintain(table, POLICY))  # the planted orphan is now old enough to go
@@ -159,16 +157,16 @@ def check(outcome: dict[str, Any]) -> None:
     )
 
 
-def test_maintenance_with_two_writer_processes_on_sqlite(tmp_path: Path) -> None:
-    check(run_with_maintenance(CascadeConfig(home=tmp_path / "cascade"), plant))
+def test_maintenance_with_two_writer_processes_on_sqlite(writer_processes: Pool, tmp_path: Path) -> None:
+    check(run_with_maintenance(writer_processes, CascadeConfig(home=tmp_path / "cascade"), plant))
 
 
 def test_maintenance_with_two_writer_processes_on_postgres_and_s3(
-    shared_servers: Any, catalog_name: str, tmp_path: Path
+    writer_processes: Pool, shared_servers: Any, catalog_name: str, tmp_path: Path
 ) -> None:
     from tests.conftest import shared_properties
 
     config = CascadeConfig(
         home=tmp_path, catalog_name=catalog_name, catalog_properties=shared_properties(shared_servers, catalog_name)
     )
-    check(run_with_maintenance(config, plant))
+    check(run_with_maintenance(writer_processes, config, plant))

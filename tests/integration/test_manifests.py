@@ -17,10 +17,11 @@ from pyiceberg.manifest import ManifestFile
 from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.table import Table
 
+import cascade.expiry
 from cascade import merge_into
 from cascade.catalog import METADATA_PROPERTIES, load_or_create_table
 from cascade.errors import ConfigurationError
-from cascade.expiry import EXPIRY_SLACK, MAX_SNAPSHOTS
+from cascade.expiry import MAX_SNAPSHOTS
 from cascade.merge.batch import prepare_batch
 from cascade.merge.plan import plan_merge
 from cascade.tables import ingested_partitions
@@ -30,6 +31,7 @@ MIN_COUNT = "commit.manifest.min-count-to-merge"
 TARGET_SIZE = "commit.manifest.target-size-bytes"
 MERGE_ENABLED = "commit.manifest-merge.enabled"
 KEEP_METADATA = "write.metadata.previous-versions-max"
+pytestmark = pytest.mark.own_catalog  # SQLite catalogs of its own: the shared run would repeat it unchanged
 _tables = iter(range(1_000_000))
 
 
@@ -55,11 +57,11 @@ def metadata_files(table: Table) -> list[Path]:
     return sorted(Path(table.location().removeprefix("file://"), "metadata").glob("*.metadata.json"))
 
 
-def test_manifest_count_stays_bounded_over_250_commits(catalog: SqlCatalog) -> None:
+def test_manifest_count_stays_bounded_over_100_commits(catalog: SqlCatalog) -> None:
     table = cascade_table(catalog, **{MIN_COUNT: "5"})
     model = Model({})
     most = 0
-    for step in range(250):
+    for step in range(100):  # twenty rounds of merging (bench/history.py runs thousands of commits)
         # ten partitions in turn; each step updates its partition's keys and adds one
         p = step % 10
         records = [(f"p{p}-{i}", p, step) for i in range(3)] + [(f"p{p}-new-{step}", p, 0)]
@@ -223,23 +225,32 @@ def test_a_bad_property_value_is_refused_with_nothing_committed(catalog: SqlCata
     assert not list(Path(table.location().removeprefix("file://")).rglob("*.parquet"))
 
 
+@pytest.fixture
+def small_history_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Expiry's floor and slack made small, so a few dozen commits see it happen more than once."""
+    monkeypatch.setattr(cascade.expiry, "LEAST_MAX_SNAPSHOTS", 20)
+    monkeypatch.setattr(cascade.expiry, "EXPIRY_SLACK", 10)
+
+
+@pytest.mark.usefixtures("small_history_limits")
 def test_merges_expire_their_own_old_snapshots_and_keep_coverage(catalog: SqlCatalog) -> None:
-    table = cascade_table(catalog, **{MAX_SNAPSHOTS: "60"})
+    table = cascade_table(catalog, **{MAX_SNAPSHOTS: "20"})
     model = Model({})
     most = 0
-    for step in range(140):
+    for step in range(70):  # the limit passed by the slack three times
         records = [(f"k{step % 7}", step % 10, step), (f"new-{step}", step % 10, 0)]
         properties = {"cascade.asset": "a", "cascade.partition": f"day-{step:03d}"}
         merge_into(table, batch(records, step), "k", snapshot_properties=properties)
         model.apply(records, step)
         most = max(most, len(table.refresh().metadata.snapshots))
-    assert 60 < most <= 60 + EXPIRY_SLACK + 1  # the initial empty snapshot aside, never past limit + slack
+    assert 20 < most <= 20 + cascade.expiry.EXPIRY_SLACK + 1  # the initial empty snapshot aside, limit + slack at most
     assert table_state(table) == model.rows
-    assert ingested_partitions(table, "a") == {f"day-{step:03d}" for step in range(140)}  # resume survives
+    assert ingested_partitions(table, "a") == {f"day-{step:03d}" for step in range(70)}  # resume survives
 
 
+@pytest.mark.usefixtures("small_history_limits")
 def test_upkeep_on_commit_can_be_turned_off(catalog: SqlCatalog) -> None:
     table = cascade_table(catalog, **{MAX_SNAPSHOTS: "0"})
-    for step in range(115):
+    for step in range(45):
         merge_into(table, batch([(f"new-{step}", 0, 0)], step), "k")
-    assert len(table.refresh().metadata.snapshots) >= 115
+    assert len(table.refresh().metadata.snapshots) >= 45
