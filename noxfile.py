@@ -93,8 +93,9 @@ def write_bytecode(session: nox.Session) -> None:
 def run_suite(session: nox.Session, lock: str, *selection: str, env: dict[str, str] | None = None) -> None:
     install_workspace(session, lock)
     workers = str(min(4, os.cpu_count() or 1))  # each worker starts its own servers and Dagster
-    # loadgroup: tests sharing an expensive fixture (xdist_group marker) stay on one worker
-    session.run("pytest", *(session.posargs or ["-q", "-n", workers, "--dist", "loadgroup", *selection]), env=env or {})
+    # loadfile: a module's tests run on one worker, so a module's fixture (dagster dev, a planted
+    # history) starts once. (loadgroup's xdist_group marks are ignored on pytest 9.2: xdist#1386.)
+    session.run("pytest", *(session.posargs or ["-q", "-n", workers, "--dist", "loadfile", *selection]), env=env or {})
 
 
 @nox.session(python=PYTHON)
@@ -121,8 +122,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def tests_lowest(session: nox.Session) -> None:
-    """The dependency-sensitive tests on the lowest versions the packages declare (dlt, Dagster, pyiceberg, ...)."""
-    run_suite(session, "lowest", *DEPENDENCY_SENSITIVE)
+    """The dependency-sensitive tests on the lowest versions the packages declare (dlt, Dagster, pyiceberg, ...).
+
+    Property tests run half their examples: ``tests`` searches for inputs, this checks the behaviour holds.
+    """
+    run_suite(session, "lowest", *DEPENDENCY_SENSITIVE, env={"CASCADE_TEST_EXAMPLE_SHARE": "0.5"})
 
 
 @nox.session(python=PYTHON)
@@ -131,9 +135,12 @@ def tests_shared(session: nox.Session) -> None:
 
     The fixtures start PostgreSQL (Debian's package: run .ci/postgres first) and moto's S3 server
     on 127.0.0.1. Tests that choose their own catalog (concurrency, faults) run in ``tests``.
+    Property tests run a quarter of their examples: every example meets the catalog the same way.
     """
     selection = (*CATALOG_SENSITIVE, "-m", "not own_catalog")
-    run_suite(session, "latest", *selection, env={"CASCADE_TEST_CATALOG": "shared"})
+    run_suite(
+        session, "latest", *selection, env={"CASCADE_TEST_CATALOG": "shared", "CASCADE_TEST_EXAMPLE_SHARE": "0.25"}
+    )
 
 
 @nox.session(python=PYTHON)

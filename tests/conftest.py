@@ -58,6 +58,17 @@ GITHUB_TOKEN = "ghp_TestToken0123456789abcdefABCDEF"
 
 
 SHARED = os.environ.get("CASCADE_TEST_CATALOG") == "shared"
+# A session that re-runs property tests elsewhere (older dependency versions, another catalog)
+# checks that the behaviour holds there with a share of each test's examples; ``nox -s tests``
+# runs them all.
+EXAMPLE_SHARE = float(os.environ.get("CASCADE_TEST_EXAMPLE_SHARE", "1"))
+
+
+def examples(count: int) -> int:
+    """A property test's example budget in this session (at least 4)."""
+    return max(4, round(count * EXAMPLE_SHARE))
+
+
 WRITER_PROCESSES = 8
 
 
@@ -74,7 +85,7 @@ def writer_processes() -> Iterator[Pool]:
     """Eight spawned interpreters that have imported what a merge needs, for the tests that race writers.
 
     Spawning and importing costs seconds of CPU an interpreter; the writer tests share these (each
-    writer loads its own catalog, so nothing else carries over). Their modules share an xdist group.
+    writer loads its own catalog, so nothing else carries over).
     """
     from tests.integration.test_concurrency import warm_up
 

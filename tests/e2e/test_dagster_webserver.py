@@ -26,7 +26,6 @@ from cascade_nightscout.server import NightscoutServer
 from tests.conftest import NIGHTSCOUT_TOKEN
 from tests.e2e.test_dagster import REPO, free_port
 
-pytestmark = pytest.mark.xdist_group("dagster_dev")  # one worker, so one dagster dev for the module
 GLUCOSE = ["nightscout", "glucose"]
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 # The shipped settings, plus a queue read every second instead of every 5 s: the tests wait less.

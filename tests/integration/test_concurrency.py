@@ -29,7 +29,7 @@ from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
 from cascade import INGESTED_AT, CascadeConfig, merge_into
 from cascade.catalog import open_catalog, writer_lock
 
-pytestmark = [pytest.mark.own_catalog, pytest.mark.xdist_group("writer_processes")]
+pytestmark = pytest.mark.own_catalog
 RUN_ID = "cascade.run-id"
 SCHEMA = Schema(
     NestedField(1, "k", LongType(), required=False),

@@ -41,7 +41,7 @@ from cascade import INGESTED_AT, CascadeConfig, cascade_ingestion, hookimpl, reg
 from cascade.asset_registry import isolated_registry
 from cascade.catalog import open_catalog
 from cascade.errors import HookError, NullKeyError, SchemaMismatchError, ValidationError
-from tests.conftest import read_table, snapshot_id
+from tests.conftest import examples, read_table, snapshot_id
 
 SCHEMA = Schema(
     NestedField(1, "id", StringType(), required=True),
@@ -150,7 +150,7 @@ records = st.fixed_dictionaries(
 days = st.lists(st.lists(records, max_size=25), min_size=1, max_size=3)
 
 
-@settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(16), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(days=days, file_items=st.sampled_from([1, 3, 1000]), batch_bytes=st.sampled_from([None, 1, 2000]))
 def test_random_batches_round_trip_exactly(
     days: list[list[dict[str, Any]]], file_items: int, batch_bytes: int | None

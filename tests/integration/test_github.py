@@ -28,7 +28,7 @@ from cascade.http import ForeignHostError
 from cascade.ingestion import CascadeAsset
 from cascade_github import events, repos
 from cascade_github.server import GitHubServer, sample_event, sample_events, sample_repo
-from tests.conftest import GITHUB_TOKEN, read_table, snapshot_id
+from tests.conftest import GITHUB_TOKEN, examples, read_table, snapshot_id
 
 EVENTS, REPOS = "github.events", "github.repos"
 DAY = "2024-05-02"
@@ -293,7 +293,7 @@ def event_pages(draw: st.DrawFn) -> tuple[list[list[dict[str, Any]]], set[str]]:
     return pages, {str(event_id) for event_id, offset in zip(ids, offsets, strict=True) if 0 <= offset < 86_400}
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(12), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(drawn=event_pages())
 def test_any_event_pages_land_exactly_the_days_unique_ids(
     gh_config: CascadeConfig, github: GitHubServer, drawn: tuple[list[list[dict[str, Any]]], set[str]]

@@ -39,6 +39,7 @@ from cascade.maintenance import (
 from cascade.maintenance_policy import MaintenancePolicy
 from cascade.merge.commit import commit_plan
 from cascade.tables import branches, create_branch, history, ingested_partitions, publish_branch
+from tests.conftest import examples
 from tests.integration.test_merge import BY_P, Model, batch, new_catalog, new_table, table_state
 
 pytestmark = pytest.mark.own_catalog  # SQLite catalogs of its own; the shared pair is in test_maintenance_concurrency
@@ -87,7 +88,7 @@ other_step = st.sampled_from([("compact",), ("manifests",), ("expire", 1), ("exp
 steps = st.lists(st.one_of(merge_step, merge_step, other_step), min_size=2, max_size=12)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=steps, stable=st.booleans())
 def test_maintenance_keeps_the_table_equal_to_the_model(steps: list[tuple], stable: bool) -> None:
     with tempfile.TemporaryDirectory() as folder:

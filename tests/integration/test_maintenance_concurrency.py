@@ -30,7 +30,7 @@ from cascade.maintenance import maintain, referenced_files
 from cascade.maintenance_policy import MaintenancePolicy
 from tests.integration.test_concurrency import BY_BUCKET, SCHEMA
 
-pytestmark = [pytest.mark.own_catalog, pytest.mark.xdist_group("writer_processes")]
+pytestmark = pytest.mark.own_catalog
 RUN_ID = "cascade.run-id"
 WRITERS, BATCHES, SIZE = 2, 6, 30
 ORPHAN_WINDOW = dt.timedelta(seconds=10)  # longer than any one merge takes from writing its files to committing

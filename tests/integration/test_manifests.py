@@ -25,6 +25,7 @@ from cascade.expiry import MAX_SNAPSHOTS
 from cascade.merge.batch import prepare_batch
 from cascade.merge.plan import plan_merge
 from cascade.tables import ingested_partitions
+from tests.conftest import examples
 from tests.integration.test_merge import BY_P, SCHEMA, Model, batch, new_catalog, stamp, table_state
 
 MIN_COUNT = "commit.manifest.min-count-to-merge"
@@ -116,7 +117,7 @@ batches = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     steps=batches,
     min_count=st.integers(2, 4),

@@ -29,6 +29,7 @@ from pyiceberg.types import DateType, LongType, NestedField, StringType, Timesta
 
 from cascade import INGESTED_AT, MergeOutcome, merge_into
 from cascade.errors import MergeConflictError, NullKeyError, SchemaMismatchError
+from tests.conftest import examples
 
 pytestmark = pytest.mark.own_catalog  # SQLite catalogs of its own: the shared run would repeat it unchanged
 SCHEMA = Schema(
@@ -112,7 +113,7 @@ batches = st.lists(st.lists(record, min_size=0, max_size=30), min_size=1, max_si
 layouts = st.sampled_from(["unpartitioned", "partitioned-moving", "partitioned-stable", "small-files"])
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=batches, layout=layouts)
 def test_merge_matches_the_dict_model(steps: list[list[tuple[str, int, int | None]]], layout: str) -> None:
     if layout == "partitioned-stable":  # stable: a key keeps the partition of its first appearance
@@ -139,7 +140,7 @@ def test_merge_matches_the_dict_model(steps: list[list[tuple[str, int, int | Non
                 assert outcome.snapshot_id == table.metadata.current_snapshot_id
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     steps=st.lists(
         st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 2), st.integers(0, 3)), max_size=12),
@@ -267,7 +268,7 @@ def test_record_batch_reader_is_accepted(catalog: SqlCatalog) -> None:
     assert outcome.rows_inserted == 2
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(15), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     initial=st.lists(st.tuples(keys, st.integers(0, 3), st.integers(0, 2)), max_size=20),
     update=st.lists(st.tuples(keys, st.integers(0, 3), st.integers(0, 2)), min_size=1, max_size=20),
@@ -294,7 +295,7 @@ def test_same_result_as_pyiceberg_upsert(initial: list, update: list) -> None:
 # --- batches larger than memory: chunks staged on a branch, published at once -----------------------
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=batches, chunk_rows=st.integers(1, 7), layout=st.sampled_from(["unpartitioned", "partitioned-moving"]))
 def test_chunked_merge_matches_the_dict_model(
     steps: list[list[tuple[str, int, int | None]]], chunk_rows: int, layout: str

@@ -32,7 +32,7 @@ from cascade.errors import AssetDefinitionError
 from cascade.faults import CRASH_ENV
 from cascade.quarantine import TooManyInvalidRowsError, read_quarantine
 from cascade.quarantine_replay import replay
-from tests.conftest import read_table, snapshot_id
+from tests.conftest import examples, read_table, snapshot_id
 
 SCHEMA = Schema(
     NestedField(1, "id", StringType(), required=True),
@@ -103,7 +103,7 @@ runs = st.lists(
 )
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(8), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(runs=runs, fraction=st.sampled_from([0.0, 0.25, 0.5, 1.0]))
 def test_random_invalid_fractions_land_valid_rows_and_quarantine_the_latest_invalid_ones(
     runs: list[tuple[str, list[tuple[int, str, int]]]], fraction: float

@@ -26,7 +26,7 @@ from cascade import CascadeConfig, cascade_ingestion
 from cascade.asset_registry import isolated_registry
 from cascade.catalog import open_catalog
 from cascade.errors import AssetDefinitionError, SchemaMismatchError
-from tests.conftest import read_table, snapshot_id
+from tests.conftest import examples, read_table, snapshot_id
 
 SCHEMA = Schema(
     NestedField(1, "id", StringType(), required=True),
@@ -71,7 +71,7 @@ runs = st.lists(
 )
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(12), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     runs=runs,
     how=st.sampled_from(["mode", "column", "disposition", "merge"]),
