@@ -69,9 +69,6 @@ def examples(count: int) -> int:
     return max(4, round(count * EXAMPLE_SHARE))
 
 
-WRITER_PROCESSES = 8
-
-
 @pytest.fixture(scope="session")
 def shared_servers() -> Iterator[tuple[PostgresServer, S3Server]]:
     """PostgreSQL and an S3-compatible server on 127.0.0.1, for the whole session."""
@@ -80,18 +77,37 @@ def shared_servers() -> Iterator[tuple[PostgresServer, S3Server]]:
         yield postgres, s3
 
 
-@pytest.fixture(scope="session")
-def writer_processes() -> Iterator[Pool]:
-    """Eight spawned interpreters that have imported what a merge needs, for the tests that race writers.
+class WriterProcesses:
+    """Spawned interpreters that have imported what a merge needs, shared by the tests that race writers.
 
-    Spawning and importing costs seconds of CPU an interpreter; the writer tests share these (each
-    writer loads its own catalog, so nothing else carries over).
+    Spawning and importing costs seconds of CPU an interpreter; each writer loads its own catalog,
+    so nothing else carries over from one test to the next.
     """
-    from tests.integration.test_concurrency import warm_up
 
-    with multiprocessing.get_context("spawn").Pool(WRITER_PROCESSES) as pool:
-        pool.map(warm_up, range(WRITER_PROCESSES))
-        yield pool
+    def __init__(self) -> None:
+        self.pool: Pool | None = None
+        self.size = 0
+
+    def at_least(self, count: int) -> Pool:
+        if self.pool is None or self.size < count:
+            from tests.integration.test_concurrency import warm_up
+
+            self.close()
+            self.pool, self.size = multiprocessing.get_context("spawn").Pool(count), count
+            self.pool.map(warm_up, range(count), chunksize=1)
+        return self.pool
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+
+
+@pytest.fixture(scope="session")
+def writer_processes() -> Iterator[WriterProcesses]:
+    processes = WriterProcesses()
+    yield processes
+    processes.close()
 
 
 def shared_properties(servers: tuple[PostgresServer, S3Server], name: str) -> dict[str, str]:

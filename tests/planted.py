@@ -26,8 +26,10 @@ from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField, StringType
 
 import cascade
-from cascade import CascadeConfig, cascade_ingestion, register_hooks, unregister_hooks
+from cascade import CascadeConfig, HttpPolicy, cascade_ingestion, register_hooks, unregister_hooks
+from cascade.asset_registry import isolated_registry
 from cascade.catalog import open_catalog
+from tests.conftest import FAST_HTTP
 
 SCHEMA = Schema(
     NestedField(1, "id", StringType(), required=False),
@@ -92,6 +94,24 @@ def runlog() -> Iterator[None]:
     register_hooks(cascade_runlog.plugin, name="cascade-runlog")
     yield
     unregister_hooks("cascade-runlog")
+
+
+@pytest.fixture(scope="module")
+def planted_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Planted, CascadeConfig]:
+    """One history planted for a module's tests that only read it (planting takes seconds), on an
+    embedded catalog of its own."""
+    config = CascadeConfig(
+        home=tmp_path_factory.mktemp("planted") / "cascade", http=HttpPolicy.from_settings(FAST_HTTP)
+    )
+    # Only the planting is isolated: a registry swapped in here and swapped back at the module's end
+    # would restore the registry of whichever test was running when this fixture was set up.
+    with isolated_registry():
+        register_hooks(cascade_runlog.plugin, name="cascade-runlog")  # as the runlog fixture, for the planting only
+        try:
+            planted = plant(config)
+        finally:
+            unregister_hooks("cascade-runlog")
+    return planted, config
 
 
 def plant(config: CascadeConfig) -> Planted:

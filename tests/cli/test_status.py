@@ -11,16 +11,15 @@ import json
 import re
 from pathlib import Path
 
-import cascade_runlog.plugin
 import pytest
 
-from cascade import CascadeConfig, HttpPolicy, register_hooks, unregister_hooks
-from cascade.asset_registry import Registry, isolated_registry
+from cascade import CascadeConfig
+from cascade.asset_registry import Registry
 from cascade.catalog import open_catalog
-from tests.conftest import FAST_HTTP, SHARED, invoke_cli
-from tests.planted import FRESH, LATE, OVERDUE, TABLE, Planted, plant, runlog
+from tests.conftest import SHARED, invoke_cli
+from tests.planted import FRESH, LATE, OVERDUE, TABLE, Planted, plant, planted_once, runlog
 
-__all__ = ["runlog"]
+__all__ = ["planted_once", "runlog"]
 
 
 @pytest.fixture
@@ -31,29 +30,14 @@ def planted(cli, tmp_path: Path, config: CascadeConfig, runlog: None, monkeypatc
     return plant(config)
 
 
-@pytest.fixture(scope="module")
-def planted_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Planted, Path]:
-    """One history planted for the module (planting takes seconds), and where its catalog is."""
-    home = tmp_path_factory.mktemp("planted") / "cascade"
-    # Only the planting is isolated: a registry swapped in here and swapped back at the module's end
-    # would restore the registry of whichever test was running when this fixture was set up.
-    with isolated_registry():
-        register_hooks(cascade_runlog.plugin, name="cascade-runlog")  # as the runlog fixture, for the planting only
-        try:
-            planted = plant(CascadeConfig(home=home, http=HttpPolicy.from_settings(FAST_HTTP)))
-        finally:
-            unregister_hooks("cascade-runlog")
-    return planted, home
-
-
 @pytest.fixture
 def history(request: pytest.FixtureRequest, cli, registry: Registry, tmp_path: Path, monkeypatch) -> Planted:  # type: ignore[no-untyped-def]
     """The module's history, for tests that only read it (on the shared catalog: this test's own)."""
     if SHARED:
         planted: Planted = request.getfixturevalue("planted")
         return planted
-    planted, home = request.getfixturevalue("planted_once")
-    (tmp_path / "cascade.toml").write_text(f'[cascade]\nhome = "{home}"\n')
+    planted, planted_config = request.getfixturevalue("planted_once")
+    (tmp_path / "cascade.toml").write_text(f'[cascade]\nhome = "{planted_config.home}"\n')
     monkeypatch.setenv("CASCADE_DISABLE_PLUGIN_AUTOLOAD", "1")
     registry.add(planted.asset)
     return planted

@@ -8,19 +8,24 @@ import dagster as dg
 import pytest
 
 from cascade import CascadeConfig
-from cascade.asset_registry import Registry
 from cascade_dagster import CascadeResource, build_definitions
 from cascade_dagster.freshness import FRESHNESS_CHECK, JOB_NAME, SCHEDULE_NAME, freshness_definitions
-from tests.planted import FRESH, LATE, OVERDUE, Planted, plant, runlog
+from tests.planted import FRESH, LATE, OVERDUE, Planted, planted_once
 
-__all__ = ["runlog"]
+__all__ = ["planted_once"]
 KEY = dg.AssetKey(["lab", "planted"])
 
 
 @pytest.fixture
-def planted(tmp_path: Path, config: CascadeConfig, registry: Registry, runlog: None, monkeypatch) -> Planted:
+def planted(planted_once: tuple[Planted, CascadeConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Planted:
+    """The module's history: the check only reads it."""
     monkeypatch.chdir(tmp_path)
-    return plant(config)
+    return planted_once[0]
+
+
+@pytest.fixture
+def config(planted_once: tuple[Planted, CascadeConfig]) -> CascadeConfig:
+    return planted_once[1]
 
 
 def evaluate(planted: Planted, config: CascadeConfig, seconds: int) -> dg.AssetCheckEvaluation:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing.pool import Pool
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pytest
@@ -28,6 +28,9 @@ from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
 
 from cascade import INGESTED_AT, CascadeConfig, merge_into
 from cascade.catalog import open_catalog, writer_lock
+
+if TYPE_CHECKING:
+    from tests.conftest import WriterProcesses
 
 pytestmark = pytest.mark.own_catalog
 RUN_ID = "cascade.run-id"
@@ -147,7 +150,7 @@ def assert_no_lost_update_and_no_duplicate(outcome: dict[str, Any], writers: int
 # other seven and most re-plan, so 8 x 3 batches already give dozens of lost races to recover from.
 @pytest.mark.parametrize(("lock", "batches"), [(True, 5), (False, 3)], ids=["writer-lock", "optimistic-only"])
 def test_eight_processes_on_postgres_and_s3(
-    writer_processes: Pool, shared_servers: Any, catalog_name: str, tmp_path: Path, lock: bool, batches: int
+    writer_processes: WriterProcesses, shared_servers: Any, catalog_name: str, tmp_path: Path, lock: bool, batches: int
 ) -> None:
     from tests.conftest import shared_properties
 
@@ -155,13 +158,17 @@ def test_eight_processes_on_postgres_and_s3(
         home=tmp_path, catalog_name=catalog_name, catalog_properties=shared_properties(shared_servers, catalog_name)
     )
     attempts = config.commit_attempts
-    outcome = run_writers(writer_processes, config, writers=8, batches=batches, size=150, attempts=attempts, lock=lock)
+    outcome = run_writers(
+        writer_processes.at_least(8), config, writers=8, batches=batches, size=150, attempts=attempts, lock=lock
+    )
     assert_no_lost_update_and_no_duplicate(outcome, 8, batches)
     if lock:
         assert max(outcome["attempts"]) == 1  # with the per-table writer lock nobody loses a race
 
 
-def test_two_processes_on_the_embedded_sqlite_catalog(writer_processes: Pool, tmp_path: Path) -> None:
+def test_two_processes_on_the_embedded_sqlite_catalog(writer_processes: WriterProcesses, tmp_path: Path) -> None:
     config = CascadeConfig(home=tmp_path / "cascade")
-    outcome = run_writers(writer_processes, config, writers=2, batches=5, size=150, attempts=config.commit_attempts)
+    outcome = run_writers(
+        writer_processes.at_least(2), config, writers=2, batches=5, size=150, attempts=config.commit_attempts
+    )
     assert_no_lost_update_and_no_duplicate(outcome, 2, 5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -11,14 +12,20 @@ from cascade.asset_registry import Registry
 from cascade.catalog import open_catalog
 from cascade.coverage import committed_runs, failed_runs, table_status
 from cascade.maintenance import expire_snapshots
-from tests.planted import FAIL_HOURS, FRESH, LATE, OVERDUE, TABLE, WARN_HOURS, Planted, plant, runlog
+from tests.planted import FAIL_HOURS, FRESH, LATE, OVERDUE, TABLE, WARN_HOURS, Planted, plant, planted_once, runlog
 
-__all__ = ["runlog"]
+__all__ = ["planted_once", "runlog"]
 
 
 @pytest.fixture
-def planted(config: CascadeConfig, registry: Registry, runlog: None) -> Planted:
-    return plant(config)
+def planted(planted_once: tuple[Planted, CascadeConfig]) -> Planted:
+    """The module's history, for the tests that only read it (planting takes seconds)."""
+    return planted_once[0]
+
+
+@pytest.fixture
+def config(planted_once: tuple[Planted, CascadeConfig]) -> CascadeConfig:
+    return planted_once[1]
 
 
 def expected_states(planted: Planted, recent: str) -> dict[str, str]:
@@ -72,7 +79,9 @@ def test_since_narrows_the_days(planted: Planted, config: CascadeConfig) -> None
     assert [d.partition for d in status.days] == [planted.day(-2), planted.day(-1), planted.day(0)]
 
 
-def test_status_survives_expiry_through_the_ledger(planted: Planted, config: CascadeConfig) -> None:
+def test_status_survives_expiry_through_the_ledger(tmp_path: Path, registry: Registry, runlog: None) -> None:
+    config = CascadeConfig(home=tmp_path / "cascade")  # a history of its own: expiry changes it
+    planted = plant(config)
     catalog = open_catalog(config)
     before = table_status(catalog, planted.asset.spec, TABLE, now=planted.at(LATE))
     table = catalog.load_table(TABLE)

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from multiprocessing.pool import Pool
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,6 +29,9 @@ from cascade.catalog import open_catalog, writer_lock
 from cascade.maintenance import maintain, referenced_files
 from cascade.maintenance_policy import MaintenancePolicy
 from tests.integration.test_concurrency import BY_BUCKET, SCHEMA
+
+if TYPE_CHECKING:
+    from tests.conftest import WriterProcesses
 
 pytestmark = pytest.mark.own_catalog
 RUN_ID = "cascade.run-id"
@@ -157,16 +160,16 @@ def check(outcome: dict[str, Any]) -> None:
     )
 
 
-def test_maintenance_with_two_writer_processes_on_sqlite(writer_processes: Pool, tmp_path: Path) -> None:
-    check(run_with_maintenance(writer_processes, CascadeConfig(home=tmp_path / "cascade"), plant))
+def test_maintenance_with_two_writer_processes_on_sqlite(writer_processes: WriterProcesses, tmp_path: Path) -> None:
+    check(run_with_maintenance(writer_processes.at_least(WRITERS), CascadeConfig(home=tmp_path / "cascade"), plant))
 
 
 def test_maintenance_with_two_writer_processes_on_postgres_and_s3(
-    writer_processes: Pool, shared_servers: Any, catalog_name: str, tmp_path: Path
+    writer_processes: WriterProcesses, shared_servers: Any, catalog_name: str, tmp_path: Path
 ) -> None:
     from tests.conftest import shared_properties
 
     config = CascadeConfig(
         home=tmp_path, catalog_name=catalog_name, catalog_properties=shared_properties(shared_servers, catalog_name)
     )
-    check(run_with_maintenance(writer_processes, config, plant))
+    check(run_with_maintenance(writer_processes.at_least(WRITERS), config, plant))
