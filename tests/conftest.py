@@ -90,7 +90,7 @@ class WriterProcesses:
 
     def at_least(self, count: int) -> Pool:
         if self.pool is None or self.size < count:
-            from tests.integration.test_concurrency import warm_up
+            from tests.integration.test_concurrency import warm_up  # a light module the children can import
 
             self.close()
             self.pool, self.size = multiprocessing.get_context("spawn").Pool(count), count

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cascade_runlog.plugin
@@ -89,11 +90,19 @@ def make_asset(today: dt.date, failing: set[str]) -> cascade.CascadeAsset:  # ty
     return planted
 
 
+@contextmanager
+def run_log_registered() -> Iterator[None]:
+    register_hooks(cascade_runlog.plugin, name="cascade-runlog")
+    try:
+        yield
+    finally:
+        unregister_hooks("cascade-runlog")
+
+
 @pytest.fixture
 def runlog() -> Iterator[None]:
-    register_hooks(cascade_runlog.plugin, name="cascade-runlog")
-    yield
-    unregister_hooks("cascade-runlog")
+    with run_log_registered():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -105,12 +114,8 @@ def planted_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Planted, Cas
     )
     # Only the planting is isolated: a registry swapped in here and swapped back at the module's end
     # would restore the registry of whichever test was running when this fixture was set up.
-    with isolated_registry():
-        register_hooks(cascade_runlog.plugin, name="cascade-runlog")  # as the runlog fixture, for the planting only
-        try:
-            planted = plant(config)
-        finally:
-            unregister_hooks("cascade-runlog")
+    with isolated_registry(), run_log_registered():  # the run log for the planting only
+        planted = plant(config)
     return planted, config
 
 
