@@ -12,6 +12,7 @@ backfill's progress bar) when it runs, so ``cascade --help`` answers at once.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -433,6 +434,11 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        # The process is about to end: spare the interpreter's shutdown a garbage collection over
+        # everything the command imported (0.3-0.5 s after reading a table). Objects are still
+        # released by reference count; only unreachable cycles are left to the operating system.
+        gc.freeze()
 
 
 if __name__ == "__main__":
