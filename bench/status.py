@@ -3,7 +3,7 @@
 Builds, on a fresh embedded catalog, a table with one committed snapshot per day for ``--days``
 days (each summary carrying Cascade's run properties, as ``cascade.run`` writes them; see ``build``), with every
 ``--gap-every``-th day never run and every ``--fail-every``-th day failed in a run log
-(``cascade.runs``, one append per run, as the run-log plugin writes it). Then it measures:
+(``cascade.runs``, one append per run, written by the run-log plugin's code). Then it measures:
 
   status (in process)   reading the table and the run log, judging every day, rendering the
                         calendar and the JSON: ``cascade_cli.status.collect`` and friends
@@ -64,7 +64,7 @@ def define_asset(days: int) -> Any:
     return bench_readings
 
 
-def build(home: Path, days: int, gap_every: int, fail_every: int) -> tuple[int, int]:
+def build(days: int, gap_every: int, fail_every: int) -> tuple[int, int]:
     """The planted history; returns (days committed, days failed).
 
     The first day is committed for real, last (so it reads as an old day's backfill); every
@@ -72,11 +72,10 @@ def build(home: Path, days: int, gap_every: int, fail_every: int) -> tuple[int, 
     next morning, all added in one metadata commit and sharing the first day's manifest list:
     ``cascade status`` reads summaries, never manifests, and a thousand real commits would take
     most of an hour on a shared machine measuring pyiceberg's commit cost (``bench/history.py``
-    covers that). The run log gets one parquet file per run, as the run-log plugin writes it.
+    covers that). The run log gets one append per run, written by the run-log plugin's own code.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
-    from cascade_runlog.plugin import RUNS_TABLE, runs_schema
+    from cascade_runlog.plugin import RUNS_PROPERTIES, RUNS_TABLE, append_record, runs_schema
     from pyiceberg.table.snapshots import Operation, Snapshot, Summary
     from pyiceberg.table.update import AddSnapshotUpdate, AssertRefSnapshotId, SetSnapshotRefUpdate
 
@@ -126,27 +125,22 @@ def build(home: Path, days: int, gap_every: int, fail_every: int) -> tuple[int, 
     guard = AssertRefSnapshotId(snapshot_id=root.snapshot_id, ref="main")  # type: ignore[call-arg]
     table._do_commit(updates=tuple(updates), requirements=(guard,))
 
-    runs = load_or_create_table(catalog, RUNS_TABLE, runs_schema())
-    plain = pa.schema([pa.field(f.name, f.type) for f in runs.schema().as_arrow()])  # add_files wants no field ids
-    folder = home / "runlog-files"
-    folder.mkdir()
-    paths = []
-    for number, (day, run_id, ok) in enumerate(plan):
-        record = {
-            "run_id": run_id,
-            "asset": ASSET,
-            "partition": day,
-            "branch": "main",
-            "status": "succeeded" if ok else "failed",
-            "committed": ok,
-            "error_class": None if ok else "SourceError",
-            "error_message": None if ok else f"asset {ASSET!r}, partition {day}: HTTP 500",
-            "finished_at": now - dt.timedelta(days=len(plan) - number),
-        }
-        path = folder / f"{number:05d}.parquet"
-        pq.write_table(pa.Table.from_pylist([record], schema=plain), path)
-        paths.append(str(path))
-    runs.add_files(paths)
+    runs = load_or_create_table(catalog, RUNS_TABLE, runs_schema(), properties=RUNS_PROPERTIES)
+    for number, (day, run_id, ok) in enumerate(plan):  # one append per run, as the plugin writes it
+        append_record(
+            runs,
+            {
+                "run_id": run_id,
+                "asset": ASSET,
+                "partition": day,
+                "branch": "main",
+                "status": "succeeded" if ok else "failed",
+                "committed": ok,
+                "error_class": None if ok else "SourceError",
+                "error_message": None if ok else f"asset {ASSET!r}, partition {day}: HTTP 500",
+                "finished_at": now - dt.timedelta(days=len(plan) - number),
+            },
+        )
     return sum(ok for _, _, ok in plan), sum(not ok for _, _, ok in plan)
 
 
@@ -206,7 +200,7 @@ def main() -> None:
         (workdir / "cascade.toml").write_text('[cascade]\nhome = "cascade"\n')
         os.chdir(workdir)
         started = time.perf_counter()
-        committed, failed = build(workdir, args.days, args.gap_every, args.fail_every)
+        committed, failed = build(args.days, args.gap_every, args.fail_every)
         seconds = time.perf_counter() - started
         print(f"built {args.days} days ({committed} committed, {failed} failed) in {seconds:.0f} s")
         rows = []

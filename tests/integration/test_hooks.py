@@ -10,6 +10,7 @@ import pytest
 import structlog
 
 import cascade
+import cascade.expiry
 import cascade_testplugin.hooks as recorded
 from cascade import CascadeConfig, register_hooks, unregister_hooks
 from cascade.errors import CommitVetoedError, HookError, SourceError
@@ -126,6 +127,22 @@ def test_run_history_records_successes_and_failures(runlog: None, ns_config: Cas
     assert runs[1]["error_class"] == "TransientSourceError"
     assert "HTTP 500" in runs[1]["error_message"]
     assert isinstance(read_table(ns_config, "cascade.runs"), pa.Table)
+
+
+def test_the_run_log_keeps_its_history_bounded(ns_config: CascadeConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot per run would grow the log's metadata, read by every append and every status,
+    for as long as Cascade runs; the log expires its history as an asset's table does."""
+    monkeypatch.setattr(cascade.expiry, "LEAST_MAX_SNAPSHOTS", 20)
+    monkeypatch.setattr(cascade.expiry, "EXPIRY_SLACK", 10)
+    catalog = cascade.open_catalog(ns_config)
+    table = cascade.load_or_create_table(catalog, cascade_runlog.plugin.RUNS_TABLE, cascade_runlog.plugin.runs_schema())
+    table.transaction().set_properties({cascade.expiry.MAX_SNAPSHOTS: "20"}).commit_transaction()
+    most = 0
+    for n in range(45):
+        cascade_runlog.plugin.append_record(table, {"run_id": f"run-{n}", "asset": "a", "status": "succeeded"})
+        most = max(most, len(table.metadata.snapshots))
+    assert 20 < most <= 20 + 10
+    assert sorted(read_table(ns_config, "cascade.runs")["run_id"].to_pylist()) == sorted(f"run-{n}" for n in range(45))
 
 
 def test_asset_registered_hook(registry) -> None:

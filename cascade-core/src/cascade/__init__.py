@@ -79,6 +79,8 @@ _EXPORTS: dict[str, str] = {
     # maintenance
     "maintain": "cascade.maintenance",
     "MaintenanceReport": "cascade.maintenance",
+    "expire_on_commit": "cascade.expiry",
+    "ExpiryResult": "cascade.expiry",
     "MaintenancePolicy": "cascade.maintenance_policy",
     "parse_duration": "cascade.maintenance_policy",
     "parse_size": "cascade.maintenance_policy",
@@ -154,6 +156,7 @@ __all__ = [
     "CorruptCatalogError",
     "Discovery",
     "DuplicateAssetError",
+    "ExpiryResult",
     "FailedCheck",
     "HookError",
     "HttpPolicy",
@@ -198,6 +201,7 @@ __all__ = [
     "discover",
     "drop_branch",
     "drop_quarantined",
+    "expire_on_commit",
     "history",
     "hookimpl",
     "hookspecs",
@@ -289,6 +293,7 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from cascade.evolution import Allow, Column, TableDiff, apply_asset, diff_asset
+    from cascade.expiry import ExpiryResult, expire_on_commit
     from cascade.http_policy import HttpPolicy
     from cascade.ingestion import CascadeAsset, cascade_ingestion
     from cascade.logs import configure_logging

@@ -45,8 +45,15 @@ def runs_schema() -> Schema:
 _started: dict[str, float] = {}
 
 
+# Each append adds a small manifest; merged once ten are listed (Iceberg's default is 100), so a
+# reader of the log (``cascade status``) opens a handful of manifests, not a hundred.
+RUNS_PROPERTIES = {"commit.manifest.min-count-to-merge": "10"}
+
+
 def runs_table(context: RunContext) -> Table:
-    return cascade.load_or_create_table(cascade.open_catalog(context.config), RUNS_TABLE, runs_schema())
+    return cascade.load_or_create_table(
+        cascade.open_catalog(context.config), RUNS_TABLE, runs_schema(), properties=RUNS_PROPERTIES
+    )
 
 
 def append_run(context: RunContext, row: dict[str, Any]) -> None:
@@ -59,10 +66,17 @@ def append_run(context: RunContext, row: dict[str, Any]) -> None:
         "duration_seconds": time.monotonic() - _started.pop(context.run_id, time.monotonic()),
         **row,
     }
+    append_record(runs_table(context), record)
+
+
+def append_record(table: Table, record: dict[str, Any]) -> None:
+    """Append one run's row, then expire the log's oldest snapshots as a merge does for an asset's
+    table: the log gains a snapshot per run, and a table's metadata (read by every append and by
+    ``cascade status``) grows with its snapshots. The rows stay; only their history goes."""
     import pyarrow as pa
 
-    table = runs_table(context)
     table.append(cascade.conform(pa.Table.from_pylist([record]), table.schema(), where="cascade.runs"))
+    cascade.expire_on_commit(table)
 
 
 @hookimpl
