@@ -83,6 +83,9 @@ def merge_in_chunks(
                     keys_distinct=keys_distinct,
                 )
             )
+            # Arrow's allocator keeps freed pages for reuse; hand them back between chunks so the
+            # process's peak (what a pod's memory limit sees) stays near one chunk's working set.
+            pa.default_memory_pool().release_unused()
         table = table.refresh()
         staged_head = table.snapshot_by_name(staging)
         assert staged_head is not None
