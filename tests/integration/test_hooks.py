@@ -131,17 +131,19 @@ def test_run_history_records_successes_and_failures(runlog: None, ns_config: Cas
 
 def test_the_run_log_keeps_its_history_bounded(ns_config: CascadeConfig, monkeypatch: pytest.MonkeyPatch) -> None:
     """A snapshot per run would grow the log's metadata, read by every append and every status,
-    for as long as Cascade runs; the log expires its history as an asset's table does."""
+    for as long as Cascade runs; the log expires its history as an asset's table does, and merges
+    its manifests so a reader opens a handful."""
     monkeypatch.setattr(cascade.expiry, "LEAST_MAX_SNAPSHOTS", 5)
     monkeypatch.setattr(cascade.expiry, "EXPIRY_SLACK", 3)
-    catalog = cascade.open_catalog(ns_config)
-    table = cascade.load_or_create_table(catalog, cascade_runlog.plugin.RUNS_TABLE, cascade_runlog.plugin.runs_schema())
+    table = cascade_runlog.plugin.runs_table(ns_config)
     table.transaction().set_properties({cascade.expiry.MAX_SNAPSHOTS: "5"}).commit_transaction()
     most = 0
     for n in range(20):  # past the limit and its slack twice
         cascade_runlog.plugin.append_record(table, {"run_id": f"run-{n}", "asset": "a", "status": "succeeded"})
         most = max(most, len(table.metadata.snapshots))
     assert 5 < most <= 5 + 3
+    current = table.current_snapshot()
+    assert current is not None and len(current.manifests(table.io)) <= 10  # merged once ten are listed
     assert sorted(read_table(ns_config, "cascade.runs")["run_id"].to_pylist()) == sorted(f"run-{n}" for n in range(20))
 
 

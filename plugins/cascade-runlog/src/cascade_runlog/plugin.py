@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from pyiceberg.schema import Schema
     from pyiceberg.table import Table
 
-    from cascade import IngestionResult, RunContext
+    from cascade import CascadeConfig, IngestionResult, RunContext
 
 RUNS_TABLE = ("cascade", "runs")
 
@@ -50,9 +50,10 @@ _started: dict[str, float] = {}
 RUNS_PROPERTIES = {"commit.manifest.min-count-to-merge": "10"}
 
 
-def runs_table(context: RunContext) -> Table:
+def runs_table(config: CascadeConfig) -> Table:
+    """The run log in ``config``'s catalog, created on first use."""
     return cascade.load_or_create_table(
-        cascade.open_catalog(context.config), RUNS_TABLE, runs_schema(), properties=RUNS_PROPERTIES
+        cascade.open_catalog(config), RUNS_TABLE, runs_schema(), properties=RUNS_PROPERTIES
     )
 
 
@@ -66,7 +67,7 @@ def append_run(context: RunContext, row: dict[str, Any]) -> None:
         "duration_seconds": time.monotonic() - _started.pop(context.run_id, time.monotonic()),
         **row,
     }
-    append_record(runs_table(context), record)
+    append_record(runs_table(context.config), record)
 
 
 def append_record(table: Table, record: dict[str, Any]) -> None:
