@@ -12,11 +12,14 @@ import structlog
 import cascade
 import cascade.expiry
 import cascade_testplugin.hooks as recorded
-from cascade import CascadeConfig, register_hooks, unregister_hooks
+from cascade import CascadeConfig
 from cascade.errors import CommitVetoedError, HookError, SourceError
 from cascade.plugins import hooks
 from cascade_nightscout import glucose
 from tests.conftest import read_table, snapshot_id
+from tests.planted import runlog
+
+__all__ = ["runlog"]
 
 
 @pytest.fixture(autouse=True)
@@ -103,13 +106,6 @@ def test_failing_observer_changes_nothing(ns_config: CascadeConfig) -> None:
         "cascade_after_commit",
         "RuntimeError",
     )
-
-
-@pytest.fixture
-def runlog() -> Iterator[None]:
-    register_hooks(cascade_runlog.plugin, name="cascade-runlog")
-    yield
-    unregister_hooks("cascade-runlog")
 
 
 def test_run_history_records_successes_and_failures(runlog: None, ns_config: CascadeConfig, nightscout) -> None:
