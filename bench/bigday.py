@@ -2,12 +2,14 @@
 
 Sources, generated in the child process (nothing is downloaded):
   arrow   3 columns (id, value, at) as Arrow tables of 50,000 rows: 1M, 5M and 10M rows
+  arrow-shuffled  the same with the ids in random order (UUID-like keys give every staged
+          file a key range as wide as the day's), at the largest size: with --shuffled
   json    20 columns as dicts, as most REST APIs give: 1M rows
 
 Each method runs in a fresh process on a fresh folder; the script prints wall seconds and peak
 RSS (VmHWM) of each, the ratios, and Cascade's per-phase seconds. Nothing is asserted.
 
-    python bench/bigday.py [--sizes 1000000 5000000 10000000] [--json-rows 1000000] [--smoke]
+    python bench/bigday.py [--sizes 1000000 5000000 10000000] [--json-rows 1000000] [--shuffled] [--smoke]
 """
 
 from __future__ import annotations
@@ -37,13 +39,15 @@ def peak_rss_mb() -> float:
     return 0.0
 
 
-def arrow_pages(rows: int) -> Any:
+def arrow_pages(rows: int, shuffled: bool = False) -> Any:
+    import numpy as np
     import pyarrow as pa
 
     start = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
+    order = np.random.default_rng(1).permutation(rows) if shuffled else None
     for offset in range(0, rows, CHUNK):
         n = min(CHUNK, rows - offset)
-        ids = pa.array(range(offset, offset + n), pa.int64())
+        ids = pa.array(order[offset : offset + n] if order is not None else range(offset, offset + n), pa.int64())
         yield pa.table(
             {
                 "id": ids,
@@ -67,7 +71,7 @@ def schema(kind: str) -> Any:
     from pyiceberg.types import DoubleType, LongType, NestedField, StringType, TimestamptzType
 
     fields = [NestedField(1, "id", LongType(), required=False), NestedField(2, "at", TimestamptzType())]
-    if kind == "arrow":
+    if kind.startswith("arrow"):
         fields.append(NestedField(3, "value", DoubleType()))
     else:
         for c in range(JSON_COLUMNS - 2):
@@ -83,7 +87,7 @@ def child(method: str, kind: str, rows: int, folder: Path) -> dict[str, Any]:
 
     cascade.run, cascade.merge_into  # noqa: B018 (both methods pay the same imports before the clock starts)
 
-    source = arrow_pages(rows) if kind == "arrow" else json_records(rows)
+    source = arrow_pages(rows, shuffled=kind == "arrow-shuffled") if kind.startswith("arrow") else json_records(rows)
     started = time.perf_counter()
     phases: dict[str, float] = {}
     if method == "cascade":
@@ -126,6 +130,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[1_000_000, 5_000_000, 10_000_000])
     parser.add_argument("--json-rows", type=int, default=1_000_000)
     parser.add_argument("--smoke", action="store_true", help="100,000 arrow rows and 20,000 json rows")
+    parser.add_argument("--shuffled", action="store_true", help="also the largest size with its ids in random order")
     parser.add_argument("--child")
     parser.add_argument("--kind")
     parser.add_argument("--rows", type=int)
@@ -135,6 +140,8 @@ def main() -> None:
         print(json.dumps(child(args.child, args.kind, args.rows, Path(args.dir))))
         return
     cases = [("arrow", n) for n in ([100_000] if args.smoke else args.sizes)]
+    if args.shuffled:
+        cases.append(("arrow-shuffled", max(n for _, n in cases)))
     cases.append(("json", 20_000 if args.smoke else args.json_rows))
     rows_out = []
     for kind, rows in cases:

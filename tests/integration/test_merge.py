@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import random
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -296,25 +297,60 @@ def test_same_result_as_pyiceberg_upsert(initial: list, update: list) -> None:
 
 
 @settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps=batches, chunk_rows=st.integers(1, 7), layout=st.sampled_from(["unpartitioned", "partitioned-moving"]))
+@given(
+    steps=batches,
+    chunk_rows=st.integers(1, 7),
+    layout=st.sampled_from(["unpartitioned", "partitioned-moving"]),
+    distinct=st.booleans(),
+)
 def test_chunked_merge_matches_the_dict_model(
-    steps: list[list[tuple[str, int, int | None]]], chunk_rows: int, layout: str
+    steps: list[list[tuple[str, int, int | None]]], chunk_rows: int, layout: str, distinct: bool
 ) -> None:
+    """``distinct``: each batch's keys made distinct (the last record of a key kept, as the runner
+    does before streaming) and vouched for, so chunks skip the files earlier chunks only inserted."""
     with tempfile.TemporaryDirectory() as folder:
         table = new_table(
             new_catalog(Path(folder)), UNPARTITIONED_PARTITION_SPEC if layout == "unpartitioned" else BY_P
         )
         model = Model({})
         for step, records in enumerate(steps):
+            if distinct:
+                records = list({k: (k, p, v) for k, p, v in records}.values())
             data = batch(records, step)
             reader = pa.RecordBatchReader.from_batches(data.schema, data.to_batches(max_chunksize=3))
-            outcome = merge_into(table, reader, "k", chunk_rows=chunk_rows)
+            outcome = merge_into(table, reader, "k", chunk_rows=chunk_rows, keys_distinct=distinct)
             model.apply(records, step)
             # data as the dict model; the ingested-at stamp may be newer for a key that changed in
             # one chunk and changed back in a later one (documented on merge_in_chunks)
             assert {k: v[:2] for k, v in table_state(table).items()} == {k: v[:2] for k, v in model.rows.items()}
             assert outcome.rows_in == len(records)
             assert [name for name in table.refresh().metadata.refs if name.startswith("cascade-merge-")] == []
+
+
+def test_chunks_of_distinct_keys_do_not_read_what_earlier_chunks_inserted(catalog: SqlCatalog) -> None:
+    """Random keys give every file a key range overlapping every later chunk's: without knowing
+    the chunks' keys are disjoint, chunk n would read the files of all n - 1 chunks before it."""
+    table = new_table(catalog)
+    merge_into(table, batch([("key-0500", 0, 1), ("key-2000", 0, 1)], 0), "k")  # stored before the merge
+    keys = [f"key-{i:04d}" for i in range(1000)]
+    random.Random(7).shuffle(keys)
+    records = [(k, 0, 2) for k in keys]
+    outcome = merge_into(table, batch(records, 1), "k", chunk_rows=100, keys_distinct=True)
+    assert (outcome.rows_inserted, outcome.rows_updated) == (999, 1)
+    # each of the 10 chunks considers one file: the stored one, or the file that replaced it when
+    # the chunk holding key-0500 rewrote it (that chunk's files also hold key-2000, so they are read)
+    assert outcome.files_considered == 10
+    assert table_state(table) == {**{k: (0, 2, stamp(1)) for k in keys}, "key-2000": (0, 1, stamp(0))}
+
+
+def test_a_chunk_that_rewrote_a_stored_file_is_read_by_later_chunks(catalog: SqlCatalog) -> None:
+    """The first chunk rewrites the file holding a and b: its new file holds b too, which the
+    second chunk updates, so that file must not be skipped as an earlier chunk's own."""
+    table = new_table(catalog)
+    merge_into(table, batch([("a", 0, 1), ("b", 0, 1)], 0), "k")
+    outcome = merge_into(table, batch([("a", 0, 2), ("b", 0, 2)], 1), "k", chunk_rows=1, keys_distinct=True)
+    assert (outcome.rows_inserted, outcome.rows_updated) == (0, 2)
+    assert table_state(table) == {"a": (0, 2, stamp(1)), "b": (0, 2, stamp(1))}
 
 
 def test_chunked_merge_publishes_once(catalog: SqlCatalog) -> None:

@@ -66,23 +66,29 @@ def merge_in_chunks(
     staging = f"cascade-merge-{uuid.uuid4().hex[:12]}"
     table.manage_snapshots().create_branch(head.snapshot_id, staging).commit()
     outcomes: list[MergeOutcome] = []
+    # With every key of the batch distinct, a chunk that only inserted wrote files holding its own
+    # keys alone: no later chunk needs to read them (with random keys, every file's key range
+    # would overlap every later chunk's, and each chunk would read all the chunks before it).
+    inserted_only: set[int] = set()
     try:
         for chunk in chunks:
-            outcomes.append(
-                merge_batch(
-                    table,
-                    chunk,
-                    keys,
-                    branch=staging,
-                    snapshot_properties=snapshot_properties,
-                    stable_partitions=stable_partitions,
-                    max_attempts=max_attempts,
-                    before_commit=before_commit,
-                    replace=None if outcomes else replace,
-                    last_check=last_check,
-                    keys_distinct=keys_distinct,
-                )
+            outcome = merge_batch(
+                table,
+                chunk,
+                keys,
+                branch=staging,
+                snapshot_properties=snapshot_properties,
+                stable_partitions=stable_partitions,
+                max_attempts=max_attempts,
+                before_commit=before_commit,
+                replace=None if outcomes else replace,
+                last_check=last_check,
+                keys_distinct=keys_distinct,
+                disjoint_snapshots=frozenset(inserted_only),
             )
+            outcomes.append(outcome)
+            if keys_distinct and outcome.committed and outcome.files_rewritten == 0 and outcome.snapshot_id is not None:
+                inserted_only.add(outcome.snapshot_id)
             # Arrow's allocator keeps freed pages for reuse; hand them back between chunks so the
             # process's peak (what a pod's memory limit sees) stays near one chunk's working set.
             pa.default_memory_pool().release_unused()

@@ -73,8 +73,12 @@ def merge_batch(
     replace: PartitionReplace | None = None,
     last_check: Callable[[], None] | None = None,
     keys_distinct: bool = False,
+    disjoint_snapshots: frozenset[int] = frozenset(),
 ) -> MergeOutcome:
-    """Merge one in-memory batch in one snapshot on ``branch``: see :func:`cascade.merge.merge_into`."""
+    """Merge one in-memory batch in one snapshot on ``branch``: see :func:`cascade.merge.merge_into`.
+
+    Files added by ``disjoint_snapshots`` are known to hold none of the batch's keys and are not read.
+    """
     schema = table.schema()
     missing = [k for k in keys if k not in schema.column_names]
     if missing:
@@ -89,7 +93,15 @@ def merge_batch(
             table = table.refresh()
         started = time.monotonic()
         planned_at = last_sequence_number(table)
-        plan = plan_merge(table, rows, keys, branch=branch, stable_partitions=stable_partitions, replace=replace)
+        plan = plan_merge(
+            table,
+            rows,
+            keys,
+            branch=branch,
+            stable_partitions=stable_partitions,
+            replace=replace,
+            disjoint_snapshots=disjoint_snapshots,
+        )
         if plan.changes_nothing:
             head = table.snapshot_by_name(branch) or table.snapshot_by_name(MAIN_BRANCH)
             return _outcome(plan, batch.num_rows, deduplicated, [], head.snapshot_id if head else None, attempt - 1)

@@ -112,8 +112,12 @@ def plan_merge(
     branch: str = MAIN_BRANCH,
     stable_partitions: bool = False,
     replace: PartitionReplace | None = None,
+    disjoint_snapshots: frozenset[int] = frozenset(),
 ) -> MergePlan:
-    """Plan a merge of prepared ``rows`` against the branch's current snapshot; reads, never writes."""
+    """Plan a merge of prepared ``rows`` against the branch's current snapshot; reads, never writes.
+
+    Files added by ``disjoint_snapshots`` hold none of ``rows``' keys: they are not read.
+    """
     head = table.snapshot_by_name(branch) or table.snapshot_by_name(MAIN_BRANCH)
     if head is None or (rows.num_rows == 0 and replace is None):
         return MergePlan(
@@ -128,7 +132,15 @@ def plan_merge(
             bytes_read=0,
         )
     counter = ReadCounter()
-    candidates = candidate_files(table, head, rows, keys, stable_partitions=stable_partitions, replace=replace)
+    candidates = candidate_files(
+        table,
+        head,
+        rows,
+        keys,
+        stable_partitions=stable_partitions,
+        replace=replace,
+        disjoint_snapshots=disjoint_snapshots,
+    )
     stored = stored_files_with_keys(table, candidates, rows.select(list(keys)), keys, counter, replace)
     changed, stored_count = classify_batch(stored, rows, keys)
     replaced: list[DataFile] = []

@@ -84,11 +84,14 @@ def candidate_files(
     *,
     stable_partitions: bool,
     replace: PartitionReplace | None = None,
+    disjoint_snapshots: frozenset[int] = frozenset(),
 ) -> list[DataFile]:
     """Data files of ``head`` that may hold a batch key, by partition and key-range statistics.
 
     Reads the manifests directly: a manifest whose partition summaries cannot hold a batch
     partition is skipped unread; within the rest, entries are filtered by partition and key range.
+    Files added by ``disjoint_snapshots`` are known to hold none of the batch's keys (a chunked
+    merge's earlier chunks, when every key of the batch is distinct) and are skipped.
     """
     schema, spec = table.schema(), table.spec()
     prune = replace is None and exact_partition_pruning(table, keys, stable_partitions)
@@ -111,6 +114,8 @@ def candidate_files(
         found = []
         for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
             data_file = entry.data_file
+            if entry.snapshot_id in disjoint_snapshots:
+                continue
             if partitions is not None and current_spec and tuple(data_file.partition) not in partitions:  # type: ignore[arg-type]
                 continue
             if all(_range_may_hold(data_file, key_range) for key_range in ranges) or (
