@@ -143,6 +143,19 @@ def test_the_run_log_keeps_its_history_bounded(ns_config: CascadeConfig, monkeyp
     assert sorted(read_table(ns_config, "cascade.runs")["run_id"].to_pylist()) == sorted(f"run-{n}" for n in range(20))
 
 
+def test_a_run_log_created_before_its_properties_gets_them_with_its_next_row(ns_config: CascadeConfig) -> None:
+    catalog = cascade.open_catalog(ns_config)
+    plugin = cascade_runlog.plugin
+    table = cascade.load_or_create_table(catalog, plugin.RUNS_TABLE, plugin.runs_schema())  # as an older plugin did
+    assert "commit.manifest.min-count-to-merge" not in table.properties
+    before = len(table.metadata.snapshots)
+    plugin.append_record(plugin.runs_table(ns_config), {"run_id": "run-1", "asset": "a", "status": "succeeded"})
+    table = table.refresh()
+    assert table.properties["commit.manifest.min-count-to-merge"] == "10"
+    assert len(table.metadata.snapshots) == before + 1  # one commit: the row and the properties
+    assert read_table(ns_config, "cascade.runs")["run_id"].to_pylist() == ["run-1"]
+
+
 def test_asset_registered_hook(registry) -> None:
     from pyiceberg.schema import Schema
     from pyiceberg.types import NestedField, StringType
