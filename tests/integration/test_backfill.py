@@ -44,7 +44,7 @@ TEST_PROCESS: list[int] = []
 
 
 def act(partition: str) -> None:
-    action = ACTIONS.get(partition)
+    action = ACTIONS.get(partition, "")
     if action == "fail":
         raise ValueError(f"no data for {partition}")
     if action == "kill":
@@ -55,11 +55,18 @@ def act(partition: str) -> None:
         if os.getpid() != TEST_PROCESS[0]:
             os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.5)  # the parent hears it while this partition still runs
-    if action == "ctrl-c-twice":
+    if action.startswith("ctrl-c-twice"):
         os.kill(TEST_PROCESS[0], signal.SIGINT)
         time.sleep(0.5)  # two signals at once would be heard as one
-        os.kill(TEST_PROCESS[0], signal.SIGINT)
-        time.sleep(60)  # aborted long before
+    try:
+        if action.startswith("ctrl-c-twice"):
+            os.kill(TEST_PROCESS[0], signal.SIGINT)
+        if action.startswith(("ctrl-c-twice", "sleep")):
+            time.sleep(60)  # aborted long before
+    except KeyboardInterrupt as interrupt:
+        if action.endswith("in-a-library"):  # as a driver or client library may: its own error
+            raise RuntimeError("the library's call was interrupted") from interrupt
+        raise
 
 
 @pytest.fixture
@@ -162,6 +169,22 @@ def test_a_second_ctrl_c_aborts_the_running_partition(days: Any, config: Cascade
     assert report.failures[DAYS[0]].kind == "Interrupted"
     assert {f.kind for f in report.failures.values()} == {"Interrupted"}
     assert DAYS[0] not in landed(config)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_abort_a_library_turned_into_its_own_error_is_still_an_interruption(
+    days: Any, config: CascadeConfig, workers: int
+) -> None:
+    """The second Ctrl-C interrupts whatever runs: a database driver or HTTP client may raise its
+    own error for it, which the run reports as a failure. It is still the abort's doing."""
+    if workers == 1:  # in process: the interrupt lands in the partition that pressed Ctrl-C
+        ACTIONS[DAYS[0]] = "ctrl-c-twice-in-a-library"
+    else:  # in workers: the other worker's partition is in the library call when aborted
+        ACTIONS.update({DAYS[0]: "ctrl-c-twice", DAYS[1]: "sleep-in-a-library"})
+    with pytest.raises(BackfillInterrupted) as raised:
+        cascade.backfill(days, DAYS, workers=workers, config=config)
+    failures = raised.value.report.failures
+    assert {p: f.kind for p, f in failures.items()} == dict.fromkeys(DAYS[:workers], "Interrupted")
 
 
 def test_spawned_workers_find_the_asset_by_name(ns_config: CascadeConfig) -> None:

@@ -247,7 +247,9 @@ def run_inline(
         except KeyboardInterrupt:
             if not interrupts.aborting:
                 raise
-            tally.add(interrupted(partition))
+            outcome = interrupted(partition)
+        if interrupts.aborting:  # a failure now is the abort's, whatever error a library made of it
+            tally.add(outcome if isinstance(outcome, IngestionResult) else interrupted(partition))
             return
         tally.add(outcome)
 

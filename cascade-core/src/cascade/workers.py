@@ -171,14 +171,23 @@ class ParentStream(io.TextIOBase):
             send(self._connection, ("output", self._name, text), self._lock)
 
 
-def _abort(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwinds the running partition: its finally blocks clean up
+class _Abort:
+    """The SIGTERM handler: unwinds the running partition through ``KeyboardInterrupt`` (its
+    finally blocks clean up), and remembers it was asked to."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        raise KeyboardInterrupt
 
 
 def work(connection: Connection, job: Job | bytes) -> None:
     """A worker's life: run the partitions the parent sends, one at a time, until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _abort)
+    abort = _Abort()
+    signal.signal(signal.SIGTERM, abort)
     lock = threading.Lock()
     sys.stdout = ParentStream(connection, lock, "stdout")
     sys.stderr = ParentStream(connection, lock, "stderr")
@@ -190,6 +199,10 @@ def work(connection: Connection, job: Job | bytes) -> None:
                 outcome: Outcome = PartitionFailure.from_error(partition, asset)
             else:
                 outcome = run_partition(asset, partition, loaded.branch, loaded.config)
+                if abort.requested and isinstance(outcome, PartitionFailure):
+                    # the abort's doing, whatever error a library made of the interrupt: the parent
+                    # reports the partition it handed out and heard nothing back about as interrupted
+                    return
             sys.stdout.flush()
             sys.stderr.flush()
             try:
