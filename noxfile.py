@@ -134,9 +134,10 @@ def tests(session: nox.Session) -> None:
 def tests_lowest(session: nox.Session) -> None:
     """The dependency-sensitive tests on the lowest versions the packages declare (dlt, Dagster, pyiceberg, ...).
 
-    Property tests run half their examples: ``tests`` searches for inputs, this checks the behaviour holds.
+    Property tests run a quarter of their examples: ``tests`` searches for inputs, this checks the
+    behaviour holds (as ``tests_shared`` does).
     """
-    run_suite(session, "lowest", *DEPENDENCY_SENSITIVE, env={"CASCADE_TEST_EXAMPLE_SHARE": "0.5"})
+    run_suite(session, "lowest", *DEPENDENCY_SENSITIVE, env={"CASCADE_TEST_EXAMPLE_SHARE": "0.25"})
 
 
 @nox.session(python=PYTHON)
