@@ -1,4 +1,5 @@
-"""``cascade.records.all_distinct``: the fast check a streamed day's keys go through, against a set."""
+"""Key-set helpers against Python's sets: ``cascade.records.all_distinct`` (the fast check a streamed
+day's keys go through) and the merge pruning's sorted distinct keys."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cascade.merge.pruning import sorted_distinct
 from cascade.records import all_distinct
 
 KEY_VALUES = {
@@ -33,3 +35,11 @@ def test_all_distinct_agrees_with_a_set(kind: str, data: st.DataObject, chunks: 
 def test_all_distinct_on_a_two_column_key(pairs: list[tuple[int, str]]) -> None:
     rows = pa.table({"a": [a for a, _ in pairs], "b": [b for _, b in pairs]})
     assert all_distinct(rows, ("a", "b")) == (len(set(pairs)) == len(pairs))
+
+
+@given(st.lists(st.lists(st.integers(-(2**63), 2**63 - 1) | st.integers(-3, 3), max_size=8), min_size=1, max_size=3))
+def test_sorted_distinct_agrees_with_a_sorted_set(parts: list[list[int]]) -> None:
+    column = pa.chunked_array([pa.array(part, pa.int64()) for part in parts], pa.int64())  # one chunk: read-only
+    flat = [value for part in parts for value in part]
+    assert sorted_distinct(column).tolist() == sorted(set(flat))
+    assert column.to_pylist() == flat  # sorted a copy, not the batch
