@@ -187,7 +187,7 @@ def sorted_distinct(column: pa.ChunkedArray) -> npt.NDArray[Any]:
     A million keys: 50 ms, where Arrow's hash set and a sort of it took 170 ms and held more
     (and numpy 2's ``unique`` takes 650 ms).
     """
-    values = column.to_numpy()
+    values: npt.NDArray[Any] = column.to_numpy()
     if not values.flags.writeable:
         values = values.copy()
     values.sort()
