@@ -4,13 +4,15 @@ day's keys go through) and the merge pruning's sorted distinct keys."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
+import numpy as np
 import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cascade.merge.pruning import sorted_distinct
-from cascade.records import all_distinct
+from cascade.records import all_distinct, strictly_increasing
 
 KEY_VALUES = {
     "int64": (st.integers(-(2**63), 2**63 - 1), pa.int64()),
@@ -43,3 +45,9 @@ def test_sorted_distinct_agrees_with_a_sorted_set(parts: list[list[int]]) -> Non
     flat = [value for part in parts for value in part]
     assert sorted_distinct(column).tolist() == sorted(set(flat))
     assert column.to_pylist() == flat  # sorted a copy, not the batch
+
+
+@given(st.lists(st.integers(-3, 3)) | st.lists(st.integers(-(2**63), 2**63 - 1)).map(sorted))
+def test_strictly_increasing_agrees_with_pairwise_comparison(values: list[int]) -> None:
+    expected = all(a < b for a, b in itertools.pairwise(values))
+    assert strictly_increasing(np.array(values, dtype=np.int64)) == expected

@@ -35,6 +35,7 @@ from pyiceberg.types import (
 
 from cascade.errors import SchemaMismatchError
 from cascade.merge.batch import sorted_values
+from cascade.records import strictly_increasing
 
 if TYPE_CHECKING:
     from cascade.merge.plan import PartitionReplace
@@ -188,6 +189,8 @@ def sorted_distinct(column: pa.ChunkedArray) -> npt.NDArray[Any]:
     (and numpy 2's ``unique`` takes 650 ms).
     """
     values: npt.NDArray[Any] = column.to_numpy()
+    if strictly_increasing(values):
+        return values
     if not values.flags.writeable:
         values = values.copy()
     values.sort()
