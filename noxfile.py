@@ -108,9 +108,7 @@ def run_suite(session: nox.Session, lock: str, *selection: str, env: dict[str, s
     workers = str(min(5, (os.cpu_count() or 1) + 1))
     # loadfile: a module's tests run on one worker, so a module's fixture (dagster dev, a planted
     # history) starts once. (loadgroup's xdist_group marks are ignored on pytest 9.2: xdist#1386.)
-    # --no-loadscope-reorder: modules go out in tests/conftest.py's order, the longest first
-    arguments = ["-q", "-n", workers, "--dist", "loadfile", "--no-loadscope-reorder", *selection]
-    session.run("pytest", *(session.posargs or arguments), env=env or {})
+    session.run("pytest", *(session.posargs or ["-q", "-n", workers, "--dist", "loadfile", *selection]), env=env or {})
 
 
 @nox.session(python=PYTHON)

@@ -69,34 +69,6 @@ def examples(count: int) -> int:
     return max(4, round(count * EXAMPLE_SHARE))
 
 
-# The modules that take longest (a dagster dev, processes racing to commit, property searches over
-# many merges), longest first, measured on 2 cores. The sessions pass ``--no-loadscope-reorder``
-# so xdist hands modules out in this order: left to itself it starts the modules with the most
-# tests first, the long ones last, and the run ends on one worker finishing them alone.
-LONGEST_FIRST = (
-    "tests/e2e/test_dagster_webserver.py",
-    "tests/integration/test_concurrency.py",
-    "tests/integration/test_manifests.py",
-    "tests/e2e/test_dagster_runs.py",
-    "tests/integration/test_merge.py",
-    "tests/e2e/test_crash.py",
-    "tests/integration/test_maintenance_concurrency.py",
-    "tests/integration/test_fidelity.py",
-    "tests/integration/test_backfill.py",
-    "tests/integration/test_replace.py",
-    "tests/e2e/test_dagster.py",
-    "tests/integration/test_plugin_loading.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        module = item.nodeid.split("::")[0]
-        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)  # stable: within a module, and for every other module, collection order
-
-
 @pytest.fixture(scope="session")
 def shared_servers() -> Iterator[tuple[PostgresServer, S3Server]]:
     """PostgreSQL and an S3-compatible server on 127.0.0.1, for the whole session."""
