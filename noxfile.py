@@ -34,12 +34,13 @@ TEST_PLUGINS = ["tests/plugins/cascade-testplugin", "tests/plugins/cascade-testp
 # What can come out differently on the lowest supported versions of dlt, pyiceberg, pandera,
 # pyarrow, Dagster and Typer/Click: everything that stages, validates, merges, evolves or
 # orchestrates, and the command's parsing (in process: seconds). The rest (the CLI's printing,
-# redaction, the HTTP policy) is checked once, in ``tests``.
+# redaction, the HTTP policy, how entry points load under a lock of our own) is checked once, in
+# ``tests``.
 DEPENDENCY_SENSITIVE = [
     "tests/unit",
     *(f"tests/integration/test_{name}.py" for name in ("runner", "fidelity", "replace", "merge", "manifests",
                                                         "evolution", "maintenance", "github", "examples",
-                                                        "hook_calling", "plugin_loading")),
+                                                        "hook_calling")),
     "tests/cli/test_list_and_run.py",
     "tests/e2e/test_dagster.py",
     "tests/e2e/test_dagster_runs.py",
@@ -52,8 +53,15 @@ DEPENDENCY_SENSITIVE = [
 # (the merge engine's SQLite ones; the PostgreSQL + S3 writer races), so they run in ``tests`` only.
 CRASH_TEST = "tests/e2e/test_crash.py::test_sigkill_at_each_point_leaves_old_or_new_and_a_rerun_lands_one_clean_run"
 CATALOG_SENSITIVE = [
-    *(f"tests/integration/test_{name}.py" for name in ("runner", "replace", "evolution", "hooks", "examples",
-                                                        "backfill")),
+    *(f"tests/integration/test_{name}.py" for name in ("runner", "replace", "evolution", "hooks", "examples")),
+    # backfills that commit through the catalog from several processes, resume from what it holds,
+    # or are cut short; how workers start, signal and report is the same on any catalog
+    *(f"tests/integration/test_backfill.py::test_{name}" for name in (
+        "two_workers_run_every_partition_in_other_processes", "one_worker_runs_in_process",
+        "a_failing_partition_is_reported_and_a_second_backfill_resumes",
+        "a_killed_worker_fails_its_partition_and_another_takes_over",
+        "ctrl_c_stops_handing_out_and_the_running_partition_finishes", "a_second_ctrl_c_aborts_the_running_partition",
+    )),
     # of the value-fidelity tests (Arrow and parquet decide those, wherever the file is stored), the
     # ones whose outcome is a catalog commit: a streamed day published in one step, an empty day
     *(f"tests/integration/test_fidelity.py::test_{name}" for name in ("a_streamed_day_lands_whole_or_not_at_all",
