@@ -525,7 +525,8 @@ def integer_type(kind: pa.DataType) -> pa.DataType | None:
 
 
 def repeats_after_sorting(values: Any) -> bool:
-    """Sort a writable numpy array in place (one copy of the keys, not two); whether a value repeats."""
+    """Whether a numpy array holds a value twice; a writable array is sorted in place (one copy of
+    the keys, not two), a read-only one copied first (see :func:`sorted_distinct`)."""
     return len(sorted_distinct(values)) != len(values)
 
 
@@ -565,5 +566,5 @@ def all_distinct(rows: pa.Table, keys: tuple[str, ...]) -> bool:
         as_integers = integer_type(column.type)
         if as_integers is not None:
             ordered = column.cast(as_integers).to_numpy()  # a copy when there are several chunks
-            return not repeats_after_sorting(ordered if ordered.flags.writeable else np.array(ordered))
+            return not repeats_after_sorting(ordered)
     return bool(rows.group_by(list(keys), use_threads=False).aggregate([]).num_rows == rows.num_rows)
