@@ -149,7 +149,10 @@ def _run_pytest(session: nox.Session, selection: tuple[str, ...], env: dict[str,
     session.run("pytest", *(session.posargs or ["-q", "-n", workers, "--dist", "loadfile", *selection]), env=env)
 
 
-@nox.session(python=PYTHON)
+# lint, typecheck and wheels use one core each (ruff, mypy, a build then one command at a time):
+# under ``nox --parallel 2`` (as CI runs) they run side by side; the test sessions, which keep both
+# cores busy with their pytest workers, run alone.
+@nox.session(python=PYTHON, allow_parallel=True)
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install("ruff>=0.8")
@@ -157,7 +160,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, allow_parallel=True)
 def typecheck(session: nox.Session) -> None:
     """mypy: strict on cascade-core (configured in pyproject.toml), standard on the rest."""
     install_workspace(session)
@@ -207,7 +210,7 @@ def lock(session: nox.Session) -> None:
         )  # fmt: skip
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, allow_parallel=True)
 def wheels(session: nox.Session) -> None:
     """Build every sdist and wheel, install the wheels into a fresh venv outside the repo, use them.
 
