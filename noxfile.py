@@ -48,38 +48,6 @@ DEPENDENCY_SENSITIVE = [
     "tests/e2e/test_dagster.py",
     "tests/e2e/test_dagster_runs.py",
 ]  # fmt: skip
-# What can come out differently on a PostgreSQL catalog with S3 storage: runs, evolution, hooks and
-# backfills through the configured catalog. The command's table commands (query reads S3 data
-# files) and doctor run there in process (its backfills are test_backfill's, run there too), and
-# the Dagster runs; of the kill -9 points only the two around the catalog commit differ (the
-# earlier ones die before the catalog). Tests marked ``own_catalog`` set up their own catalogs
-# (the merge engine's SQLite ones; the PostgreSQL + S3 writer races), so they run in ``tests`` only.
-CRASH_TEST = "tests/e2e/test_crash.py::test_sigkill_at_each_point_leaves_old_or_new_and_a_rerun_lands_one_clean_run"
-CATALOG_SENSITIVE = [
-    *(f"tests/integration/test_{name}.py" for name in ("runner", "replace", "evolution", "hooks", "examples")),
-    # backfills that commit through the catalog from several processes, resume from what it holds,
-    # or are cut short; how workers start, signal and report is the same on any catalog
-    *(f"tests/integration/test_backfill.py::test_{name}" for name in (
-        "two_workers_run_every_partition_in_other_processes", "one_worker_runs_in_process",
-        "a_failing_partition_is_reported_and_a_second_backfill_resumes",
-        "a_killed_worker_fails_its_partition_and_another_takes_over",
-        "ctrl_c_stops_handing_out_and_the_running_partition_finishes", "a_second_ctrl_c_aborts_the_running_partition",
-    )),
-    # of the value-fidelity tests (Arrow and parquet decide those, wherever the file is stored), the
-    # ones whose outcome is a catalog commit: a streamed day published in one step, an empty day
-    *(f"tests/integration/test_fidelity.py::test_{name}" for name in ("a_streamed_day_lands_whole_or_not_at_all",
-                                                                       "an_empty_day_commits_nothing_and_succeeds",
-                                                                       "an_empty_first_day_creates_no_table")),
-    f"{CRASH_TEST}[before-commit]",
-    f"{CRASH_TEST}[after-commit]",
-    *(f"tests/cli/test_commands.py::test_{name}" for name in ("inspecting_tables", "branches_and_publish", "doctor")),
-    *(f"tests/e2e/test_dagster.py::test_{name}" for name in ("materialize_lands_rows_with_metadata",
-                                                             "branch_tag_writes_only_the_branch",
-                                                             "branch_from_run_config",
-                                                             "step_fails_when_runtime_budget_is_spent",
-                                                             "validation_failure_fails_step_and_check",
-                                                             "discovered_github_assets_materialize")),
-]  # fmt: skip
 TYPED = ["cascade-core/src", "cascade-cli/src", "cascade-dagster/src", "plugins/cascade-github/src",
          "plugins/cascade-nightscout/src", "plugins/cascade-runlog/src"]  # fmt: skip
 
@@ -170,8 +138,14 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The whole suite (unit, integration, end to end) on the latest supported versions (locked)."""
-    run_suite(session, "latest")
+    """The whole suite (unit, integration, end to end) on the latest supported versions (locked).
+
+    The tests marked ``catalog_sensitive`` (they commit through the catalog: runs, replaces,
+    evolution, hooks, backfills, the table commands, Dagster runs, the kill -9 points around the
+    commit) run twice: on the embedded SQLite catalog and on PostgreSQL with S3-compatible storage,
+    which the fixtures start on 127.0.0.1 (Debian's PostgreSQL package: run .ci/postgres first).
+    """
+    run_suite(session, "latest", "--catalogs", "embedded,shared")
 
 
 @nox.session(python=PYTHON)
@@ -179,23 +153,18 @@ def tests_lowest(session: nox.Session) -> None:
     """The dependency-sensitive tests on the lowest versions the packages declare (dlt, Dagster, pyiceberg, ...).
 
     Property tests run a quarter of their examples: ``tests`` searches for inputs, this checks the
-    behaviour holds (as ``tests_shared`` does).
+    behaviour holds.
     """
     run_suite(session, "lowest", *DEPENDENCY_SENSITIVE, env={"CASCADE_TEST_EXAMPLE_SHARE": "0.25"})
 
 
 @nox.session(python=PYTHON)
 def tests_shared(session: nox.Session) -> None:
-    """The catalog- and storage-sensitive tests on a PostgreSQL catalog with S3-compatible storage.
+    """Only the catalog-sensitive tests, on PostgreSQL with S3-compatible storage (``tests`` runs them too).
 
-    The fixtures start PostgreSQL (Debian's package: run .ci/postgres first) and moto's S3 server
-    on 127.0.0.1. Tests that choose their own catalog (concurrency, faults) run in ``tests``.
-    Property tests run a quarter of their examples: every example meets the catalog the same way.
+    For work on the catalog, merge or storage code: a minute instead of the whole suite.
     """
-    selection = (*CATALOG_SENSITIVE, "-m", "not own_catalog")
-    run_suite(
-        session, "latest", *selection, env={"CASCADE_TEST_CATALOG": "shared", "CASCADE_TEST_EXAMPLE_SHARE": "0.25"}
-    )
+    run_suite(session, "latest", "--catalogs", "shared", "-m", "catalog_sensitive")
 
 
 @nox.session(python=PYTHON)

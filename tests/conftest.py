@@ -1,8 +1,9 @@
 """Shared fixtures: a temporary catalog, the local API servers, helpers.
 
-Everything here is real: a pyiceberg SQL catalog on SQLite in a temporary folder (or, with
-``CASCADE_TEST_CATALOG=shared``, on PostgreSQL with its warehouse in an S3-compatible store, as
-``nox -s tests_shared`` runs), real dlt pipelines, and HTTP servers on 127.0.0.1.
+Everything here is real: a pyiceberg SQL catalog on SQLite in a temporary folder, real dlt
+pipelines, and HTTP servers on 127.0.0.1. Tests marked ``catalog_sensitive`` run again on
+PostgreSQL with the warehouse in an S3-compatible store when ``--catalogs`` names ``shared``
+(``nox -s tests`` runs both; ``nox -s tests_shared`` only the shared runs).
 """
 
 from __future__ import annotations
@@ -57,16 +58,70 @@ NIGHTSCOUT_TOKEN = "ns-T0ken-for-tests-7f3a"
 GITHUB_TOKEN = "ghp_TestToken0123456789abcdefABCDEF"
 
 
-SHARED = os.environ.get("CASCADE_TEST_CATALOG") == "shared"
-# A session that re-runs property tests elsewhere (older dependency versions, another catalog)
-# checks that the behaviour holds there with a share of each test's examples; ``nox -s tests``
-# runs them all.
+CATALOGS = ("embedded", "shared")  # SQLite in a temporary folder; PostgreSQL with S3 storage
+# A session that re-runs property tests on older dependency versions (``tests_lowest``) checks that
+# the behaviour holds there with a share of each test's examples; ``nox -s tests`` runs them all.
 EXAMPLE_SHARE = float(os.environ.get("CASCADE_TEST_EXAMPLE_SHARE", "1"))
 
 
 def examples(count: int) -> int:
     """A property test's example budget in this session (at least 4)."""
     return max(4, round(count * EXAMPLE_SHARE))
+
+
+CATALOGS_KEY = pytest.StashKey[tuple[str, ...]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--catalogs",
+        default="embedded",
+        help="comma-separated catalogs the catalog_sensitive tests run on: embedded (default), shared",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    catalogs = tuple(name.strip() for name in config.getoption("--catalogs").split(",") if name.strip())
+    if not catalogs or set(catalogs) - set(CATALOGS):
+        raise pytest.UsageError(f"--catalogs takes a comma-separated subset of {', '.join(CATALOGS)}")
+    config.stash[CATALOGS_KEY] = catalogs
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A catalog-sensitive test once per catalog asked for; every other test on the embedded one."""
+    catalogs = metafunc.config.stash[CATALOGS_KEY]
+    if catalogs != ("embedded",) and _catalog_sensitive(metafunc.definition):
+        metafunc.parametrize("catalog_kind", catalogs, indirect=True)
+
+
+def _catalog_sensitive(definition: pytest.Function) -> bool:
+    """Marked itself (or its module), or one of its parameters is (``pytest.param(..., marks=...)``)."""
+    if definition.get_closest_marker("catalog_sensitive"):
+        return True
+    return any(
+        mark.name == "catalog_sensitive"
+        for parametrize in definition.iter_markers("parametrize")
+        for value in parametrize.args[1]
+        for mark in getattr(value, "marks", ())
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Of a test whose parameters are marked one by one, only the marked ones run on other catalogs."""
+    kept, dropped = [], []
+    for item in items:
+        params = item.callspec.params if isinstance(item, pytest.Function) and hasattr(item, "callspec") else {}
+        sensitive = item.get_closest_marker("catalog_sensitive") is not None
+        (kept if params.get("catalog_kind", "embedded") == "embedded" or sensitive else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture
+def catalog_kind(request: pytest.FixtureRequest) -> str:
+    """The catalog this test runs on: ``embedded`` unless a catalog-sensitive test was given another."""
+    return str(getattr(request, "param", "embedded"))
 
 
 @pytest.fixture(scope="session")
@@ -122,10 +177,10 @@ def catalog_name(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(autouse=True)
 def shared_catalog_environment(
-    request: pytest.FixtureRequest, catalog_name: str, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest, catalog_kind: str, catalog_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With the shared catalog, point ``load_config`` (and so every ``cascade`` subprocess) at it."""
-    if not SHARED:
+    if catalog_kind != "shared":
         return
     servers = request.getfixturevalue("shared_servers")
     monkeypatch.setenv("CASCADE_CATALOG_NAME", catalog_name)
@@ -134,10 +189,10 @@ def shared_catalog_environment(
 
 
 @pytest.fixture
-def config(tmp_path: Path, request: pytest.FixtureRequest, catalog_name: str) -> CascadeConfig:
+def config(tmp_path: Path, request: pytest.FixtureRequest, catalog_kind: str, catalog_name: str) -> CascadeConfig:
     """A fresh catalog: embedded in a temporary folder, or this test's own on the shared pair."""
     config = CascadeConfig(home=tmp_path / "cascade", http=HttpPolicy.from_settings(FAST_HTTP))
-    if not SHARED:
+    if catalog_kind != "shared":
         return config
     properties = shared_properties(request.getfixturevalue("shared_servers"), catalog_name)
     return replace(config, catalog_name=catalog_name, catalog_properties=properties)

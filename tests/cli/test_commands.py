@@ -1,8 +1,8 @@
 """``cascade backfill``, ``tables``, ``show``, ``query``, ``history``, ``branch``, ``doctor``, in process.
 
-The catalog is the working folder's (``.cascade``), or this test's own on PostgreSQL + S3 in
-``nox -s tests_shared``: the commands that read tables (``query`` over S3 data files included)
-run there too.
+The catalog is the working folder's (``.cascade``); the commands that read tables (``query`` over
+S3 data files included) run again on this test's own catalog on PostgreSQL + S3
+(``catalog_sensitive``).
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def test_backfill_usage_errors(cli, args: list[str], message: str) -> None:  # t
     assert message in done.stderr
 
 
+@pytest.mark.catalog_sensitive
 def test_inspecting_tables(cli, ns_env: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
     for day in DAYS[:2]:
         assert cli("run", "glucose", "--date", day, env=ns_env).exit_code == 0
@@ -104,6 +105,7 @@ def test_inspecting_tables(cli, ns_env: dict[str, str]) -> None:  # type: ignore
     assert no_branch.exit_code == 2 and "no branch 'nope' with data" in no_branch.stderr
 
 
+@pytest.mark.catalog_sensitive
 def test_branches_and_publish(cli, ns_env: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
     def run(day: str, *branch: str) -> None:
         done = cli("run", "glucose", "--date", day, *branch, env=ns_env)
@@ -129,6 +131,7 @@ def test_branches_and_publish(cli, ns_env: dict[str, str]) -> None:  # type: ign
     assert cli("branch", "drop", "nightscout.glucose", "main").exit_code == 1
 
 
+@pytest.mark.catalog_sensitive
 def test_doctor(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "cascade.toml").write_text('[catalog]\nuri = "sqlite:///catalog.db"\npassword = "hunter2-secret"\n')
     done = cli("doctor", "--json")

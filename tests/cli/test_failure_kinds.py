@@ -25,10 +25,9 @@ from cascade import (
 from cascade.asset_registry import Registry
 from cascade.errors import ConfigurationError, CorruptCatalogError, HookError
 from cascade.staging import leftover_pipelines, pipeline_place
-from tests.conftest import SHARED, snapshot_id
+from tests.conftest import snapshot_id
 
 SCHEMA = Schema(NestedField(1, "id", LongType(), required=False))
-embedded_only = pytest.mark.skipif(SHARED, reason="about the embedded SQLite catalog's file")
 
 
 @pytest.fixture
@@ -40,7 +39,6 @@ def numbers(registry: Registry) -> Any:
     return numbers
 
 
-@embedded_only
 def test_a_garbage_catalog_file_is_a_terminal_error_naming_it(config: CascadeConfig) -> None:
     config.home.mkdir(parents=True)
     (config.home / "catalog.db").write_bytes(b"\x00garbage, not SQLite" * 50)
@@ -50,7 +48,6 @@ def test_a_garbage_catalog_file_is_a_terminal_error_naming_it(config: CascadeCon
     assert str(config.home / "catalog.db") in str(raised.value)
 
 
-@embedded_only
 def test_doctor_detects_a_truncated_catalog_file(cli, numbers: Any) -> None:  # type: ignore[no-untyped-def]
     cascade.run(numbers, "2024-05-01", config=cascade.load_config())
     assert json.loads(cli("doctor", "--json").stdout)["healthy"] is True

@@ -13,7 +13,7 @@ import structlog
 
 import cascade
 from cascade_github.server import sample_events
-from tests.conftest import GITHUB_TOKEN, NIGHTSCOUT_TOKEN, SHARED
+from tests.conftest import GITHUB_TOKEN, NIGHTSCOUT_TOKEN
 
 
 def test_list_json(cli) -> None:  # type: ignore[no-untyped-def]
@@ -44,7 +44,7 @@ def test_run_prints_result_and_json(cli, tmp_path: Path, ns_env: dict[str, str])
     again = cli("run", "glucose", "--date", "2024-04-01", "--branch", "dev", env=ns_env)
     assert again.exit_code == 0, again.output
     assert "nightscout.glucose@dev" in again.stdout and "rows_unchanged" in again.stdout
-    assert SHARED or (tmp_path / ".cascade" / "catalog.db").is_file()
+    assert (tmp_path / ".cascade" / "catalog.db").is_file()
 
 
 @pytest.mark.parametrize(

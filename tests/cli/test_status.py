@@ -16,7 +16,7 @@ import pytest
 from cascade import CascadeConfig
 from cascade.asset_registry import Registry
 from cascade.catalog import open_catalog
-from tests.conftest import SHARED, invoke_cli
+from tests.conftest import invoke_cli
 from tests.planted import FRESH, LATE, OVERDUE, TABLE, Planted, plant, planted_once, runlog
 
 __all__ = ["planted_once", "runlog"]
@@ -32,10 +32,7 @@ def planted(cli, tmp_path: Path, config: CascadeConfig, runlog: None, monkeypatc
 
 @pytest.fixture
 def history(request: pytest.FixtureRequest, cli, registry: Registry, tmp_path: Path, monkeypatch) -> Planted:  # type: ignore[no-untyped-def]
-    """The module's history, for tests that only read it (on the shared catalog: this test's own)."""
-    if SHARED:
-        planted: Planted = request.getfixturevalue("planted")
-        return planted
+    """The module's history, for tests that only read it."""
     planted, planted_config = request.getfixturevalue("planted_once")
     (tmp_path / "cascade.toml").write_text(f'[cascade]\nhome = "{planted_config.home}"\n')
     monkeypatch.setenv("CASCADE_DISABLE_PLUGIN_AUTOLOAD", "1")

@@ -43,6 +43,7 @@ def materialize(defs: dg.Definitions, partition: str, **kwargs: object) -> dg.Ex
     return job.execute_in_process(partition_key=partition, raise_on_error=False, **kwargs)
 
 
+@pytest.mark.catalog_sensitive
 def test_materialize_lands_rows_with_metadata(config: CascadeConfig, ns_environ: None) -> None:
     defs = glucose_defs(config)
     result = materialize(defs, "2024-05-01")
@@ -62,6 +63,7 @@ def test_materialize_lands_rows_with_metadata(config: CascadeConfig, ns_environ:
     assert read_table(config, "nightscout.glucose").num_rows == 288
 
 
+@pytest.mark.catalog_sensitive
 def test_branch_tag_writes_only_the_branch(config: CascadeConfig, ns_environ: None) -> None:
     defs = glucose_defs(config)
     assert materialize(defs, "2024-05-01").success
@@ -72,6 +74,7 @@ def test_branch_tag_writes_only_the_branch(config: CascadeConfig, ns_environ: No
     assert read_table(config, "nightscout.glucose").num_rows == 288
 
 
+@pytest.mark.catalog_sensitive
 def test_branch_from_run_config(config: CascadeConfig, ns_environ: None) -> None:
     run_config = {"ops": {"nightscout__glucose": {"config": {"branch": "from_config"}}}}
     assert materialize(glucose_defs(config), "2024-05-01", run_config=run_config).success
@@ -79,6 +82,7 @@ def test_branch_from_run_config(config: CascadeConfig, ns_environ: None) -> None
     assert read_table(config, "nightscout.glucose").num_rows == 0
 
 
+@pytest.mark.catalog_sensitive
 def test_step_fails_when_runtime_budget_is_spent(registry, config: CascadeConfig) -> None:
     @cascade_ingestion(
         table_name="slow", unique_key="id", iceberg_schema=PEOPLE, group="crm", max_runtime_seconds=1, max_retries=0
@@ -161,6 +165,7 @@ class People(pa.DataFrameModel):
         coerce = True
 
 
+@pytest.mark.catalog_sensitive
 def test_validation_failure_fails_step_and_check(registry, config: CascadeConfig) -> None:
     records = {"2024-05-01": [{"id": "a", "age": 3}], "2024-05-02": [{"id": "b", "age": -1}]}
 
@@ -219,6 +224,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.catalog_sensitive
 def test_discovered_github_assets_materialize(config: CascadeConfig, github, monkeypatch: pytest.MonkeyPatch) -> None:
     """Installed through its entry point, the GitHub plugin's assets are Dagster assets that run."""
     github.state.events["octocat"] = sample_events("octocat", dt.date(2024, 5, 1), 1, 6)

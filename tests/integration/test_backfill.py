@@ -88,6 +88,7 @@ def landed(config: CascadeConfig) -> dict[str, int]:
     return dict(Counter(f"{d[:4]}-{d[4:6]}-{d[6:]}" for d in days))
 
 
+@pytest.mark.catalog_sensitive
 def test_two_workers_run_every_partition_in_other_processes(days: Any, config: CascadeConfig) -> None:
     seen: list[str] = []
     started: list[list[str]] = []
@@ -108,12 +109,14 @@ def test_two_workers_run_every_partition_in_other_processes(days: Any, config: C
     assert len(pids) == 2 and os.getpid() not in pids
 
 
+@pytest.mark.catalog_sensitive
 def test_one_worker_runs_in_process(days: Any, config: CascadeConfig) -> None:
     report = cascade.backfill("days", DAYS[:2], config=config)  # by name, as registered
     assert sorted(report.succeeded) == DAYS[:2]
     assert set(read_table(config, "backfill.days").column("pid").to_pylist()) == {os.getpid()}
 
 
+@pytest.mark.catalog_sensitive
 def test_a_failing_partition_is_reported_and_a_second_backfill_resumes(days: Any, config: CascadeConfig) -> None:
     ACTIONS[DAYS[2]] = "fail"
     first = cascade.backfill(days, DAYS, workers=2, config=config)
@@ -131,6 +134,7 @@ def test_a_failing_partition_is_reported_and_a_second_backfill_resumes(days: Any
     assert (sorted(forced.succeeded), forced.skipped) == (DAYS[:3], ())
 
 
+@pytest.mark.catalog_sensitive
 def test_a_killed_worker_fails_its_partition_and_another_takes_over(days: Any, config: CascadeConfig) -> None:
     ACTIONS[DAYS[1]] = "kill"
     report = cascade.backfill(days, DAYS, workers=2, config=config)
@@ -142,6 +146,7 @@ def test_a_killed_worker_fails_its_partition_and_another_takes_over(days: Any, c
     assert len(set(read_table(config, "backfill.days").column("pid").to_pylist())) >= 2
 
 
+@pytest.mark.catalog_sensitive
 @pytest.mark.parametrize("workers", [1, 2], ids=["in-process", "two-workers"])
 def test_ctrl_c_stops_handing_out_and_the_running_partition_finishes(
     days: Any, config: CascadeConfig, workers: int
@@ -159,6 +164,7 @@ def test_ctrl_c_stops_handing_out_and_the_running_partition_finishes(
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
 
 
+@pytest.mark.catalog_sensitive
 def test_a_second_ctrl_c_aborts_the_running_partition(days: Any, config: CascadeConfig) -> None:
     ACTIONS[DAYS[0]] = "ctrl-c-twice"
     started = time.monotonic()

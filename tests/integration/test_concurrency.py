@@ -32,7 +32,6 @@ from cascade.catalog import open_catalog, writer_lock
 if TYPE_CHECKING:
     from tests.conftest import WriterProcesses
 
-pytestmark = pytest.mark.own_catalog
 RUN_ID = "cascade.run-id"
 SCHEMA = Schema(
     NestedField(1, "k", LongType(), required=False),

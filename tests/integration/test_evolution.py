@@ -1,6 +1,6 @@
 """The table follows the asset: additive changes applied before the merge, breaking ones refused.
 
-Real dlt pipelines into a real SQLite catalog (or PostgreSQL + S3 with CASCADE_TEST_CATALOG=shared).
+Real dlt pipelines into a real SQLite catalog, and again on PostgreSQL + S3 (``--catalogs``).
 Each additive change is applied to a table holding data, read back by pyiceberg and by DuckDB
 (from the table's current data files), and merges across the change are checked against a dict model.
 """
@@ -35,6 +35,10 @@ from cascade.catalog import open_catalog
 from cascade.errors import SchemaEvolutionError
 from cascade.evolution import Allow, ChangeKind, diff_table, evolve_table
 from tests.conftest import read_table
+
+pytestmark = (
+    pytest.mark.catalog_sensitive
+)  # the table follows the asset through catalog commits: again on PostgreSQL + S3
 
 TABLE = "shop.items"
 Records = dict[str, list[dict[str, Any]]]

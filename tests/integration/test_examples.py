@@ -18,6 +18,8 @@ from cascade import load_config
 from cascade.asset_registry import isolated_registry
 from tests.conftest import invoke_cli, read_table
 
+pytestmark = pytest.mark.catalog_sensitive  # the design notes' examples: again on PostgreSQL + S3
+
 EXAMPLE = Path(__file__).parents[2] / "examples" / "my_domain"
 
 

@@ -78,7 +78,6 @@ def assert_one_clean_copy(config: CascadeConfig, days: int) -> None:
     assert rows.num_rows == 288 * days and pc.count_distinct(rows.column("_id")).as_py() == 288 * days
 
 
-@pytest.mark.own_catalog
 def test_catalog_unreachable_names_it_and_a_retry_after_it_returns_succeeds(faulty: Faulty) -> None:
     faulty.catalog_link.cut()
     with pytest.raises(
@@ -91,7 +90,6 @@ def test_catalog_unreachable_names_it_and_a_retry_after_it_returns_succeeds(faul
     assert_one_clean_copy(faulty.config, 1)
 
 
-@pytest.mark.own_catalog
 def test_wrong_catalog_password_is_clear_and_masked(faulty: Faulty) -> None:
     wrong = "not-the-Password-1234"
     properties = {**faulty.config.catalog_properties, "uri": faulty.config.catalog["uri"].replace(PG_PASSWORD, wrong)}
@@ -101,7 +99,6 @@ def test_wrong_catalog_password_is_clear_and_masked(faulty: Faulty) -> None:
     assert wrong not in str(caught.value)
 
 
-@pytest.mark.own_catalog
 @pytest.mark.parametrize(
     ("link", "error", "names"),
     [
@@ -123,7 +120,6 @@ def test_link_lost_just_before_commit_leaves_the_table_and_heals(
     assert_one_clean_copy(faulty.config, 2)
 
 
-@pytest.mark.own_catalog
 def test_storage_unreachable_from_the_start(faulty: Faulty) -> None:
     cascade.run(glucose, "2024-08-01", config=faulty.config)
     faulty.storage_link.cut()

@@ -19,6 +19,8 @@ from cascade_nightscout import glucose
 from tests.conftest import read_table, snapshot_id
 from tests.planted import runlog
 
+pytestmark = pytest.mark.catalog_sensitive  # hooks around catalog commits: again on PostgreSQL + S3
+
 __all__ = ["runlog"]
 
 

@@ -42,7 +42,6 @@ from cascade.tables import branches, create_branch, history, ingested_partitions
 from tests.conftest import examples
 from tests.integration.test_merge import BY_P, Model, batch, new_catalog, new_table, table_state
 
-pytestmark = pytest.mark.own_catalog  # SQLite catalogs of its own; the shared pair is in test_maintenance_concurrency
 ASSET = "things"
 SMALL = 64 * 1024  # every test file is far below this: all of a partition's files are small
 DAYS = [f"2024-05-{d:02d}" for d in range(1, 8)]

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from pyiceberg.catalog import load_catalog
 from pyiceberg.table import Table
 
@@ -33,7 +32,6 @@ from tests.integration.test_concurrency import BY_BUCKET, SCHEMA
 if TYPE_CHECKING:
     from tests.conftest import WriterProcesses
 
-pytestmark = pytest.mark.own_catalog
 RUN_ID = "cascade.run-id"
 WRITERS, BATCHES, SIZE = 2, 6, 30
 ORPHAN_WINDOW = dt.timedelta(seconds=10)  # longer than any one merge takes from writing its files to committing

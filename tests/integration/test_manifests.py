@@ -32,7 +32,6 @@ MIN_COUNT = "commit.manifest.min-count-to-merge"
 TARGET_SIZE = "commit.manifest.target-size-bytes"
 MERGE_ENABLED = "commit.manifest-merge.enabled"
 KEEP_METADATA = "write.metadata.previous-versions-max"
-pytestmark = pytest.mark.own_catalog  # SQLite catalogs of its own: the shared run would repeat it unchanged
 _tables = iter(range(1_000_000))
 
 

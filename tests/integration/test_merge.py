@@ -32,7 +32,6 @@ from cascade import INGESTED_AT, MergeOutcome, merge_into
 from cascade.errors import MergeConflictError, NullKeyError, SchemaMismatchError
 from tests.conftest import examples
 
-pytestmark = pytest.mark.own_catalog  # SQLite catalogs of its own: the shared run would repeat it unchanged
 SCHEMA = Schema(
     NestedField(1, "k", StringType(), required=False),
     NestedField(2, "p", LongType(), required=False),

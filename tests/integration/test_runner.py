@@ -29,6 +29,8 @@ from cascade_nightscout.glucose import day_bounds_ms
 from cascade_nightscout.server import readings_between
 from tests.conftest import read_table, snapshot_id
 
+pytestmark = pytest.mark.catalog_sensitive  # every phase through the catalog: again on PostgreSQL + S3
+
 GLUCOSE = "nightscout.glucose"
 
 
