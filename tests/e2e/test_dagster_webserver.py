@@ -30,13 +30,17 @@ GLUCOSE = ["nightscout", "glucose"]
 QUICK_DAEMONS = Path(__file__).parent / "quick_daemons"
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 # The shipped settings, plus a queue read every second instead of every 5 s: the tests wait less.
-# (The backfill daemon's 30 s is not a setting: quick_daemons/sitecustomize.py shortens it.)
-QUICK_QUEUE = """
+# (The backfill daemon's 30 s is not a setting: quick_daemons/sitecustomize.py shortens it. The asset
+# daemon would follow it down to 2 s and evaluate every asset's automation each time, which took
+# 55 s of CPU over the module; its own setting keeps it at 30 s.)
+QUICK_DAEMON_SETTINGS = """
 run_coordinator:
   module: dagster._core.run_coordinator
   class: QueuedRunCoordinator
   config:
     dequeue_interval_seconds: 1
+auto_materialize:
+  minimum_interval_seconds: 30
 """
 
 
@@ -66,7 +70,7 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory, nightscout_server: Nig
     home = folder / "dagster_home"
     home.mkdir()
     settings = (REPO / "cascade-dagster" / "dagster.yaml").read_text()
-    (home / "dagster.yaml").write_text(settings + QUICK_QUEUE)
+    (home / "dagster.yaml").write_text(settings + QUICK_DAEMON_SETTINGS)
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),

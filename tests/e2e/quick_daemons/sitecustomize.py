@@ -3,7 +3,8 @@
 Dagster's backfill daemon looks for new backfills every 30 s, a constant
 (``dagster._daemon.controller.DEFAULT_DAEMON_INTERVAL_SECONDS``) rather than a setting. A range
 backfill would wait for that tick for up to half a minute; here the daemons tick every 2 s, as
-``dagster.yaml`` already makes the run queue do. Nothing else about the daemons changes.
+``dagster.yaml`` already makes the run queue do. The asset daemon falls back to the same constant
+unless ``auto_materialize.minimum_interval_seconds`` is set, so the test's ``dagster.yaml`` sets it.
 """
 
 from __future__ import annotations
