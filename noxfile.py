@@ -117,9 +117,9 @@ def _run_pytest(session: nox.Session, selection: tuple[str, ...], env: dict[str,
     session.run("pytest", *(session.posargs or ["-q", "-n", workers, "--dist", "loadfile", *selection]), env=env)
 
 
-# lint, typecheck and wheels use one core each (ruff, mypy, a build then one command at a time):
-# under ``nox --parallel 2`` (as CI runs) they run side by side; the test sessions, which keep both
-# cores busy with their pytest workers, run alone.
+# Under ``nox --parallel 2`` (as CI runs) the sessions marked allow_parallel run two at a time: lint,
+# typecheck and wheels use one core each (ruff, mypy, a build then one command at a time), and
+# tests_lowest's workers fill what they leave. ``tests``, the longest and busiest, runs alone.
 @nox.session(python=PYTHON, allow_parallel=True)
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
@@ -148,7 +148,7 @@ def tests(session: nox.Session) -> None:
     run_suite(session, "latest", "--catalogs", "embedded,shared")
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, allow_parallel=True)
 def tests_lowest(session: nox.Session) -> None:
     """The dependency-sensitive tests on the lowest versions the packages declare (dlt, Dagster, pyiceberg, ...).
 
