@@ -68,13 +68,18 @@ def leftover_pipelines(home: Path) -> list[Path]:
 def make_pipeline(place: PipelinePlace, dataset: str) -> dlt.Pipeline:
     place.pipelines_dir.mkdir(parents=True, exist_ok=True)
     progress: Any = "log" if os.environ.get("CASCADE_DLT_PROGRESS") else None
-    return dlt.pipeline(
+    pipeline = dlt.pipeline(
         pipeline_name=place.pipeline_name,
         pipelines_dir=str(place.pipelines_dir),
         destination=capabilities_destination(place),
         dataset_name=dataset,
         progress=progress,
     )
+    # The pipeline lives for one run and never loads: there is no destination to restore its state
+    # from, and extracting that state into the package was a second extract in every run (a tiny day:
+    # 139 ms a run for extract, stage and merge, 90 ms without it).
+    pipeline.config.restore_from_destination = False
+    return pipeline
 
 
 def capabilities_destination(place: PipelinePlace) -> Any:
