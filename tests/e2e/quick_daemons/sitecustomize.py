@@ -2,8 +2,8 @@
 
 Dagster's backfill daemon looks for new backfills every 30 s, a constant
 (``dagster._daemon.controller.DEFAULT_DAEMON_INTERVAL_SECONDS``) rather than a setting. A range
-backfill would wait for that tick for up to half a minute; here the daemons tick every 2 s, as
-``dagster.yaml`` already makes the run queue do. The asset daemon falls back to the same constant
+backfill would wait for that tick for up to half a minute; here the backfill daemon ticks every
+2 s, as ``dagster.yaml`` already makes the run queue do. The asset daemon falls back to the same constant
 unless ``auto_materialize.minimum_interval_seconds`` is set, so the test's ``dagster.yaml`` sets it.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import sys
 from types import ModuleType
 
