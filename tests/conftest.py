@@ -98,12 +98,11 @@ def _catalog_sensitive(definition: pytest.Function) -> bool:
     """Marked itself (or its module), or one of its parameters is (``pytest.param(..., marks=...)``)."""
     if definition.get_closest_marker("catalog_sensitive"):
         return True
-    return any(
-        mark.name == "catalog_sensitive"
-        for parametrize in definition.iter_markers("parametrize")
-        for value in parametrize.args[1]
-        for mark in getattr(value, "marks", ())
-    )
+    for parametrize in definition.iter_markers("parametrize"):
+        values = parametrize.kwargs.get("argvalues", parametrize.args[1] if len(parametrize.args) > 1 else ())
+        if any(mark.name == "catalog_sensitive" for value in values for mark in getattr(value, "marks", ())):
+            return True
+    return False
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
