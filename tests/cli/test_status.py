@@ -31,9 +31,9 @@ def planted(cli, tmp_path: Path, config: CascadeConfig, runlog: None, monkeypatc
 
 
 @pytest.fixture
-def history(request: pytest.FixtureRequest, cli, registry: Registry, tmp_path: Path, monkeypatch) -> Planted:  # type: ignore[no-untyped-def]
+def history(planted_once, cli, registry: Registry, tmp_path: Path, monkeypatch) -> Planted:  # type: ignore[no-untyped-def]
     """The module's history, for tests that only read it."""
-    planted, planted_config = request.getfixturevalue("planted_once")
+    planted, planted_config = planted_once
     (tmp_path / "cascade.toml").write_text(f'[cascade]\nhome = "{planted_config.home}"\n')
     monkeypatch.setenv("CASCADE_DISABLE_PLUGIN_AUTOLOAD", "1")
     registry.add(planted.asset)
