@@ -78,7 +78,7 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory, nightscout_server: Nig
         "CASCADE_BLOCKED_PLUGINS": "cascade-runlog",
         "NIGHTSCOUT_URL": nightscout_server.url,
         "NIGHTSCOUT_TOKEN": NIGHTSCOUT_TOKEN,
-        # daemons that tick every 2 s instead of 30 (see quick_daemons/sitecustomize.py)
+        # a backfill daemon that ticks every 2 s instead of 30 (see quick_daemons/sitecustomize.py)
         "PYTHONPATH": os.pathsep.join([str(QUICK_DAEMONS), *filter(None, [os.environ.get("PYTHONPATH")])]),
     }
     port = free_port()

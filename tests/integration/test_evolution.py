@@ -36,9 +36,8 @@ from cascade.errors import SchemaEvolutionError
 from cascade.evolution import Allow, ChangeKind, diff_table, evolve_table
 from tests.conftest import read_table
 
-pytestmark = (
-    pytest.mark.catalog_sensitive
-)  # the table follows the asset through catalog commits: again on PostgreSQL + S3
+# the table follows the asset through catalog commits: again on PostgreSQL + S3
+pytestmark = pytest.mark.catalog_sensitive
 
 TABLE = "shop.items"
 Records = dict[str, list[dict[str, Any]]]
