@@ -172,6 +172,41 @@ def test_random_batches_round_trip_exactly(
                 assert_table_equals_model(config, model)
 
 
+# Arrow items (pages) mixed with records: a page's rows carry one staged number between them
+page_row = st.tuples(st.sampled_from("abcdef"), st.integers(-(2**63), 2**63 - 1), st.none() | floats)
+
+
+def as_page(rows: list[tuple[str, int, float | None]]) -> pa.Table:
+    return pa.table(
+        {"id": [k for k, _, _ in rows], "n": pa.array([n for _, n, _ in rows], pa.int64()), "f": [f for *_, f in rows]},
+        schema=pa.schema([("id", pa.string()), ("n", pa.int64()), ("f", pa.float64())]),
+    )
+
+
+pages_and_records = st.lists(st.lists(page_row, max_size=6).map(as_page) | page_row, min_size=1, max_size=8)
+
+
+@settings(max_examples=examples(16), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(day=pages_and_records, file_items=st.sampled_from([1, 3, 1000]), batch_bytes=st.sampled_from([None, 1, 200]))
+def test_pages_and_records_keep_the_last_row_yielded(
+    day: list[pa.Table | tuple[str, int, float | None]], file_items: int, batch_bytes: int | None
+) -> None:
+    """Pages and records in one resource, staged in many files, merged whole or a few rows at a time."""
+    items = [item if isinstance(item, pa.Table) else dict(zip(("id", "n", "f"), item, strict=True)) for item in day]
+    model: dict[str, dict[str, Any]] = {}
+    for item in items:  # the last row the source yielded wins, within a page too
+        for row in item.to_pylist() if isinstance(item, pa.Table) else [item]:
+            model[row["id"]] = row
+    with tempfile.TemporaryDirectory() as home, isolated_registry(), small_staging_files(file_items):
+        config = CascadeConfig(home=Path(home))
+        if batch_bytes is not None:
+            config = dataclasses.replace(config, max_batch_bytes=batch_bytes)
+        result = cascade.run(things_asset({"2024-01-01": items}), "2024-01-01", config=config)
+        assert result.rows_extracted == sum(i.num_rows if isinstance(i, pa.Table) else 1 for i in items)
+        if model:
+            assert_table_equals_model(config, model)
+
+
 def test_last_yielded_record_wins_across_many_staging_files(config: CascadeConfig) -> None:
     # 4,000 records over 2,000 keys, the newer version of each key 2,000 records later
     day = [{"id": f"k{i % 2000}", "n": i} for i in range(4000)]

@@ -1,5 +1,6 @@
-"""Key-set helpers against Python's sets: ``cascade.records.all_distinct`` (the fast check a streamed
-day's keys go through) and the merge pruning's sorted distinct keys."""
+"""Key-set helpers against Python's sets and dicts: ``cascade.records.all_distinct`` (the fast check a
+streamed day's keys go through), the merge pruning's sorted distinct keys, and the merge's last record
+per key."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cascade.merge.batch import keep_last_per_key
 from cascade.records import all_distinct, sorted_distinct, strictly_increasing
 
 KEY_VALUES = {
@@ -50,3 +52,12 @@ def test_sorted_distinct_agrees_with_a_sorted_set(parts: list[list[int]]) -> Non
 def test_strictly_increasing_agrees_with_pairwise_comparison(values: list[int]) -> None:
     expected = all(a < b for a, b in itertools.pairwise(values))
     assert strictly_increasing(np.array(values, dtype=np.int64)) == expected
+
+
+@given(st.lists(st.tuples(st.integers(-3, 3) | st.integers(-(2**63), 2**63 - 1), st.integers(0, 9)), max_size=10))
+def test_keep_last_per_key_agrees_with_a_dict(records: list[tuple[int, int]]) -> None:
+    """An integer key is answered by sorting when each key comes once, by grouping when one repeats."""
+    rows = pa.table({"k": pa.array([k for k, _ in records], pa.int64()), "v": [v for _, v in records]})
+    where_last = {k: i for i, (k, _) in enumerate(records)}
+    kept = keep_last_per_key(rows, ("k",)).to_pylist()
+    assert [(r["k"], r["v"]) for r in kept] == [records[i] for i in sorted(where_last.values())]  # in batch order

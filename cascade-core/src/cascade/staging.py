@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from cascade.faults import crash_point
-from cascade.records import SEQUENCE, restore_source_order
+from cascade.records import SEQUENCE, SourcePositions, positions_column, restore_source_order
 
 DLT_COLUMNS = ("_dlt_id", "_dlt_load_id")
 
@@ -180,12 +180,15 @@ def stream_staged(staged: StagedFiles, chunk_rows: int, superseded: pa.Array) ->
     """The staged rows in chunks of at most ``chunk_rows``, without the ``superseded`` records.
 
     With superseded records dropped every key appears once in the whole batch, so the order of
-    the chunks no longer matters for "the last record wins".
+    the chunks no longer matters for "the last record wins". ``superseded`` holds positions as
+    :func:`cascade.records.batch_keys` numbered them: files in the same order, items across chunks.
     """
+    positions = SourcePositions()
     for path in staged.files:
         for record_batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=chunk_rows):
             chunk = pa.Table.from_batches([record_batch])
             if len(superseded) and SEQUENCE in chunk.column_names:
+                chunk = positions_column(chunk, positions)
                 chunk = chunk.filter(pc.invert(pc.is_in(chunk.column(SEQUENCE), value_set=superseded)))
             chunk = restore_source_order(chunk)
             yield chunk.drop_columns([c for c in DLT_COLUMNS if c in chunk.column_names])
