@@ -399,6 +399,41 @@ def test_chunked_merge_failing_stream_leaves_target(catalog: SqlCatalog) -> None
     assert list(table.metadata.refs) == ["main"]
 
 
+def parquet_files(table: Table) -> set[Path]:
+    return set(Path(table.location().removeprefix("file://")).rglob("*.parquet"))
+
+
+def test_chunks_that_only_insert_are_committed_once(catalog: SqlCatalog) -> None:
+    """Distinct keys, and no chunk replaces a stored file: the chunks' files wait and land in one
+    snapshot; a chunk that does replace one commits the files carried so far with its own."""
+    table = new_table(catalog)
+    merge_into(table, batch([("m", 0, 1)], 0), "k")
+    before = len(table.refresh().snapshots())
+    merge_into(table, batch([(f"a{i}", 0, 2) for i in range(10)], 1), "k", chunk_rows=3, keys_distinct=True)
+    assert len(table.refresh().snapshots()) == before + 1
+    records = [*((f"b{i}", 0, 3) for i in range(6)), ("m", 0, 3), *((f"c{i}", 0, 3) for i in range(5))]
+    outcome = merge_into(table, batch(records, 2), "k", chunk_rows=3, keys_distinct=True)
+    assert len(table.refresh().snapshots()) == before + 3  # the chunk updating m, then the last inserts
+    assert (outcome.rows_inserted, outcome.rows_updated, outcome.files_rewritten) == (11, 1, 1)
+    assert table_state(table)["m"] == (0, 3, stamp(2)) and len(table_state(table)) == 22
+
+
+def test_a_failing_stream_removes_the_files_its_chunks_carried(catalog: SqlCatalog) -> None:
+    table = new_table(catalog)
+    merge_into(table, batch([("a", 0, 1)], 0), "k")
+    before, files = table.refresh().metadata.current_snapshot_id, parquet_files(table)
+
+    def chunks():
+        yield batch([("b", 0, 2)], 1)
+        yield batch([("c", 0, 2)], 1)
+        raise OSError("the source went away mid-stream")
+
+    with pytest.raises(OSError, match="mid-stream"):
+        merge_into(table, chunks(), "k", chunk_rows=1, keys_distinct=True)
+    assert table.refresh().metadata.current_snapshot_id == before
+    assert parquet_files(table) == files  # the two chunks' files were written, never committed, and removed
+
+
 def test_commit_on_another_branch_between_plan_and_commit_is_replanned(catalog: SqlCatalog) -> None:
     table = new_table(catalog)
     merge_into(table, batch([("a", 0, 1)], 0), "k")

@@ -8,12 +8,14 @@ from collections.abc import Callable, Iterable, Mapping
 
 import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 from pyiceberg.table.refs import MAIN_BRANCH
 from pyiceberg.table.snapshots import Snapshot
 
 from cascade.catalog import initialize_main
 from cascade.errors import MergeConflictError
+from cascade.merge.commit import delete_files
 from cascade.merge.engine import MergeOutcome, merge_batch
 from cascade.merge.plan import BeforeCommit, PartitionReplace
 from cascade.pyiceberg_compat import move_branch
@@ -66,12 +68,16 @@ def merge_in_chunks(
     staging = f"cascade-merge-{uuid.uuid4().hex[:12]}"
     table.manage_snapshots().create_branch(head.snapshot_id, staging).commit()
     outcomes: list[MergeOutcome] = []
-    # With every key of the batch distinct, a chunk that only inserted wrote files holding its own
+    # With every key of the batch distinct, a chunk that only inserts writes files holding its own
     # keys alone: no later chunk needs to read them (with random keys, every file's key range
-    # would overlap every later chunk's, and each chunk would read all the chunks before it).
-    inserted_only: set[int] = set()
+    # would overlap every later chunk's, and each chunk would read all the chunks before it), so
+    # they need not be committed on their own either. They are carried to the next chunk's commit,
+    # or the last one: one snapshot for a day that only inserts, not one per chunk.
+    inserted_only: set[str] = set()
+    carried: list[DataFile] = []
     try:
         for chunk in chunks:
+            already_carried = len(carried)
             outcome = merge_batch(
                 table,
                 chunk,
@@ -84,14 +90,19 @@ def merge_in_chunks(
                 replace=None if outcomes else replace,
                 last_check=last_check,
                 keys_distinct=keys_distinct,
-                disjoint_snapshots=frozenset(inserted_only),
+                disjoint_files=frozenset(inserted_only),
+                carried=carried,
+                defer_inserts=keys_distinct,
             )
             outcomes.append(outcome)
-            if keys_distinct and outcome.committed and outcome.files_rewritten == 0 and outcome.snapshot_id is not None:
-                inserted_only.add(outcome.snapshot_id)
+            inserted_only.update(f.file_path for f in carried[already_carried:])  # this chunk's, if carried
             # Arrow's allocator keeps freed pages for reuse; hand them back between chunks so the
             # process's peak (what a pod's memory limit sees) stays near one chunk's working set.
             pa.default_memory_pool().release_unused()
+        if carried:
+            outcomes.append(
+                commit_carried(table, keys, carried, staging, snapshot_properties, max_attempts, last_check)
+            )
         table = table.refresh()
         staged_head = table.snapshot_by_name(staging)
         assert staged_head is not None
@@ -104,9 +115,34 @@ def merge_in_chunks(
             f"table {'.'.join(table.name())}, branch {branch!r} moved while a chunked merge was staged; try again"
         ) from None
     finally:
+        delete_files(table, carried)  # written, never committed
         with contextlib.suppress(Exception):  # never mask the merge's own outcome or error
             table.refresh().manage_snapshots().remove_branch(staging).commit()
     return _sum_outcomes(outcomes, table.refresh().snapshot_by_name(branch))
+
+
+def commit_carried(
+    table: Table,
+    keys: tuple[str, ...],
+    carried: list[DataFile],
+    branch: str,
+    snapshot_properties: Mapping[str, str] | None,
+    max_attempts: int,
+    last_check: Callable[[], None] | None,
+) -> MergeOutcome:
+    """Commit the files of chunks that only inserted, through the same guarded commit as a merge
+    (an empty batch whose commit carries them); their rows were counted by their own chunks."""
+    return merge_batch(
+        table.refresh(),
+        table.schema().as_arrow().empty_table(),
+        keys,
+        branch=branch,
+        snapshot_properties=snapshot_properties,
+        max_attempts=max_attempts,
+        last_check=last_check,
+        keys_distinct=True,
+        carried=carried,
+    )
 
 
 def _chunks(reader: pa.RecordBatchReader, chunk_rows: int) -> Iterable[pa.Table]:

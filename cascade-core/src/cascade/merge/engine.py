@@ -73,11 +73,17 @@ def merge_batch(
     replace: PartitionReplace | None = None,
     last_check: Callable[[], None] | None = None,
     keys_distinct: bool = False,
-    disjoint_snapshots: frozenset[int] = frozenset(),
+    disjoint_files: frozenset[str] = frozenset(),
+    carried: list[DataFile] | None = None,
+    defer_inserts: bool = False,
 ) -> MergeOutcome:
     """Merge one in-memory batch in one snapshot on ``branch``: see :func:`cascade.merge.merge_into`.
 
-    Files added by ``disjoint_snapshots`` are known to hold none of the batch's keys and are not read.
+    ``disjoint_files`` (paths) are known to hold none of the batch's keys and are not read.
+    ``carried`` files (written by earlier batches, not committed yet) are added by this merge's
+    commit, which empties the list. With ``defer_inserts``, a plan that only adds rows is written
+    but not committed: its files join ``carried`` (a chunked merge of distinct keys, where no later
+    chunk needs to read them).
     """
     schema = table.schema()
     missing = [k for k in keys if k not in schema.column_names]
@@ -100,9 +106,9 @@ def merge_batch(
             branch=branch,
             stable_partitions=stable_partitions,
             replace=replace,
-            disjoint_snapshots=disjoint_snapshots,
+            disjoint_files=disjoint_files,
         )
-        if plan.changes_nothing:
+        if plan.changes_nothing and not carried:
             head = table.snapshot_by_name(branch) or table.snapshot_by_name(MAIN_BRANCH)
             return _outcome(plan, batch.num_rows, deduplicated, [], head.snapshot_id if head else None, attempt - 1)
         if before_commit is not None:
@@ -115,10 +121,14 @@ def merge_batch(
             except BaseException:
                 delete_files(table, written)
                 raise
+        if defer_inserts and carried is not None and plan.adds_only:
+            carried.extend(written)
+            return _outcome(plan, batch.num_rows, deduplicated, written, None, attempt - 1)
+        added = [*(carried or ()), *written]
         try:
             with traced("commit", attempt=attempt, table=".".join(table.name()), branch=branch) as span:
-                snapshot_id = commit_plan(table, plan, written, branch=branch, properties=properties)
-                span.set_attributes({"cascade.snapshot_id": snapshot_id, "cascade.files_added": len(written)})
+                snapshot_id = commit_plan(table, plan, added, branch=branch, properties=properties)
+                span.set_attributes({"cascade.snapshot_id": snapshot_id, "cascade.files_added": len(added)})
         except (CommitFailedException, ValidationException):
             delete_files(table, written)
             attempt_seconds = time.monotonic() - started
@@ -143,6 +153,8 @@ def merge_batch(
                     continue
                 raise
             snapshot_id = landed
+        if carried:
+            carried.clear()
         crash_point("after-commit")
         expire_on_commit(table)
         return _outcome(plan, batch.num_rows, deduplicated, written, snapshot_id, attempt)

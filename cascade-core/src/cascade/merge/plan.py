@@ -48,6 +48,11 @@ class MergePlan:
     def changes_nothing(self) -> bool:
         return self.rows_inserted == 0 and self.rows_updated == 0 and self.rows_deleted == 0
 
+    @property
+    def adds_only(self) -> bool:
+        """Whether committing the plan replaces no stored file (it only adds rows, or nothing)."""
+        return not self.replaced_files
+
 
 BeforeCommit = Callable[[MergePlan], None]
 
@@ -112,11 +117,11 @@ def plan_merge(
     branch: str = MAIN_BRANCH,
     stable_partitions: bool = False,
     replace: PartitionReplace | None = None,
-    disjoint_snapshots: frozenset[int] = frozenset(),
+    disjoint_files: frozenset[str] = frozenset(),
 ) -> MergePlan:
     """Plan a merge of prepared ``rows`` against the branch's current snapshot; reads, never writes.
 
-    Files added by ``disjoint_snapshots`` hold none of ``rows``' keys: they are not read.
+    ``disjoint_files`` (paths) hold none of ``rows``' keys: they are not read.
     """
     head = table.snapshot_by_name(branch) or table.snapshot_by_name(MAIN_BRANCH)
     if head is None or (rows.num_rows == 0 and replace is None):
@@ -139,7 +144,7 @@ def plan_merge(
         keys,
         stable_partitions=stable_partitions,
         replace=replace,
-        disjoint_snapshots=disjoint_snapshots,
+        disjoint_files=disjoint_files,
     )
     stored = stored_files_with_keys(table, candidates, rows.select(list(keys)), keys, counter, replace)
     changed, stored_count = classify_batch(stored, rows, keys)

@@ -85,14 +85,14 @@ def candidate_files(
     *,
     stable_partitions: bool,
     replace: PartitionReplace | None = None,
-    disjoint_snapshots: frozenset[int] = frozenset(),
+    disjoint_files: frozenset[str] = frozenset(),
 ) -> list[DataFile]:
     """Data files of ``head`` that may hold a batch key, by partition and key-range statistics.
 
     Reads the manifests directly: a manifest whose partition summaries cannot hold a batch
     partition is skipped unread; within the rest, entries are filtered by partition and key range.
-    Files added by ``disjoint_snapshots`` are known to hold none of the batch's keys (a chunked
-    merge's earlier chunks, when every key of the batch is distinct) and are skipped.
+    ``disjoint_files`` (paths) are known to hold none of the batch's keys (written by a chunked
+    merge's earlier chunks that only inserted, when every key of the batch is distinct) and are skipped.
     """
     schema, spec = table.schema(), table.spec()
     prune = replace is None and exact_partition_pruning(table, keys, stable_partitions)
@@ -115,7 +115,7 @@ def candidate_files(
         found = []
         for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
             data_file = entry.data_file
-            if entry.snapshot_id in disjoint_snapshots:
+            if data_file.file_path in disjoint_files:
                 continue
             if partitions is not None and current_spec and tuple(data_file.partition) not in partitions:  # type: ignore[arg-type]
                 continue
