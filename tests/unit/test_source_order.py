@@ -1,19 +1,30 @@
 """Source order from the staged numbers: a record carries its position, an Arrow item's rows the
 position of the item's first row (``cascade.records.SourcePositions``), checked against the
-positions counted by hand, whatever the files and the pieces the rows are read in."""
+positions counted by hand, whatever the files and the pieces the rows are read in; and the
+guard's claim that the source's keys only increased (``AscendingKey``), against pairwise checks."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from pyiceberg.schema import Schema
+from pyiceberg.types import LongType, NestedField
 
-from cascade.records import SEQUENCE, SourceOrderError, SourcePositions, batch_keys, restore_source_order
+from cascade.records import (
+    SEQUENCE,
+    RecordGuard,
+    SourceOrderError,
+    SourcePositions,
+    batch_keys,
+    restore_source_order,
+)
 
 # an item: a record (None) or an Arrow item of that many rows
 items = st.lists(st.none() | st.integers(0, 5), max_size=12)
@@ -29,6 +40,7 @@ def numbers_of(day: list[int | None]) -> list[list[int]]:
     return numbered
 
 
+@settings(deadline=None)  # a busy machine runs slowly
 @given(day=items, data=st.data())
 def test_positions_are_counted_across_any_pieces(day: list[int | None], data: st.DataObject) -> None:
     numbers = [n for item in numbers_of(day) for n in item]
@@ -39,6 +51,7 @@ def test_positions_are_counted_across_any_pieces(day: list[int | None], data: st
     assert got == list(range(len(numbers)))
 
 
+@settings(deadline=None)  # a busy machine runs slowly
 @given(day=items, data=st.data())
 def test_rows_from_files_in_any_order_come_back_in_source_order(day: list[int | None], data: st.DataObject) -> None:
     """dlt writes each item whole into one file, in order within the file; files come back in any order."""
@@ -74,3 +87,30 @@ def test_superseded_records_are_found_by_position_within_an_item(tmp_path: Path)
     path = tmp_path / "item.parquet"
     pq.write_table(pa.table({SEQUENCE: np.zeros(4, dtype=np.int64), "k": ["a", "b", "a", "a"]}), path)
     assert batch_keys([str(path)], ("k",)).superseded.to_pylist() == [0, 2]
+
+
+keyed_items = st.lists(
+    st.lists(st.one_of(st.none(), st.integers(-3, 3)), max_size=4).map(lambda ks: ("page", ks))
+    | st.integers(-3, 3).map(lambda k: ("record", [k])),
+    max_size=6,
+)
+
+
+@settings(deadline=None)  # a busy machine runs slowly
+@given(keyed_items)
+def test_ascending_key_holds_only_when_every_arrow_key_is_larger_than_the_last(
+    items: list[tuple[str, list[int | None]]],
+) -> None:
+    guard = RecordGuard(Schema(NestedField(1, "Id", LongType(), required=False)), ("id",), where="test")
+    for kind, keys in items:
+        guard({"Id": keys[0]} if kind == "record" else pa.table({"Id": pa.array(keys, pa.int64())}))
+    flat = [k for _, keys in items for k in keys]
+    ascending = None not in flat and all(a < b for a, b in itertools.pairwise(flat))
+    assert guard.ascending.holds == (ascending and all(kind == "page" for kind, _ in items))
+
+
+def test_ascending_key_is_not_claimed_for_keys_that_do_not_compare() -> None:
+    guard = RecordGuard(Schema(NestedField(1, "id", LongType(), required=False)), ("id",), where="test")
+    guard(pa.table({"id": pa.array([1, 2], pa.int64())}))
+    guard(pa.table({"id": ["3"]}))
+    assert not guard.ascending.holds

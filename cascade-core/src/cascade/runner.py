@@ -224,7 +224,7 @@ def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionRe
     try:
         with traced("extract", timings, **where):
             check_table(resolved)  # a breaking change to the asset fails here, before the source is called
-            pipeline, replacing = extract_source(resolved, refused)
+            pipeline, replacing, keys_ascending = extract_source(resolved, refused)
         crash_point("after-extract")
         check_deadline(resolved, "extract")
         with traced("stage", timings, **where) as span:
@@ -239,7 +239,7 @@ def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionRe
         crash_point("after-stage")
         check_deadline(resolved, "stage")
         if batch is None:
-            report, outcome = validate_and_merge_in_chunks(resolved, staged, replacing, timings)
+            report, outcome = validate_and_merge_in_chunks(resolved, staged, replacing, timings, keys_ascending)
         else:
             with traced("validate", timings, rows_in=batch.num_rows, **where) as span:
                 if refused is None:
@@ -283,7 +283,11 @@ def merge_attributes(outcome: MergeOutcome) -> dict[str, int]:
 
 
 def validate_and_merge_in_chunks(
-    resolved: ResolvedRun, staged: StagedFiles, replacing: PartitionReplace | None, timings: dict[str, float]
+    resolved: ResolvedRun,
+    staged: StagedFiles,
+    replacing: PartitionReplace | None,
+    timings: dict[str, float],
+    keys_ascending: bool = False,
 ) -> tuple[ValidationReport, MergeOutcome]:
     """A day larger than ``max_batch_bytes``: conform, validate and merge it a chunk at a time.
 
@@ -291,11 +295,12 @@ def validate_and_merge_in_chunks(
     uniqueness across the whole batch; each chunk is then read, stamped, passed to the
     ``after_extract`` hooks, conformed, validated and merged onto a private branch, and the
     target branch moves to the result in one guarded step (readers see all of the day or none).
+    ``keys_ascending``: the source's keys were seen to increase, so none repeats (nothing to find).
     """
     spec = resolved.asset.spec
     where = {"asset": spec.name, "table": resolved.identifier}
     with traced("validate", timings, rows_in=staged.rows, **where):
-        keys = batch_keys(staged.files, spec.unique_key, keep_keys=replacing is not None)
+        keys = batch_keys(staged.files, spec.unique_key, keep_keys=replacing is not None, known_distinct=keys_ascending)
         check_unique_across_chunks(resolved, staged, keys)
     chunk_rows = max(1, staged.rows * resolved.config.max_batch_bytes // max(1, staged.memory_bytes * WORKING_COPIES))
     reports: list[ValidationReport] = []
@@ -414,10 +419,12 @@ def check_deadline(resolved: ResolvedRun, after: str) -> None:
 
 def extract_source(
     resolved: ResolvedRun, refused: list[RefusedRecord] | None = None
-) -> tuple[Any, PartitionReplace | None]:
+) -> tuple[Any, PartitionReplace | None, bool]:
     """Call the asset function and let dlt pull every record.
 
-    Returns the dlt pipeline, and the partition to replace when the run replaces its partition.
+    Returns the dlt pipeline, the partition to replace when the run replaces its partition, and
+    whether the source's keys increased throughout (then no key repeats; see
+    :class:`~cascade.records.AscendingKey`).
     Given ``refused``, a record with a value its column cannot hold is appended there and left
     out of the batch instead of failing the run.
     """
@@ -435,7 +442,7 @@ def extract_source(
         raise
     except Exception as error:
         raise source_error(error, asset=asset.spec.name, partition=resolved.partition) from error
-    return pipeline, replacing
+    return pipeline, replacing, guard.ascending.holds
 
 
 HONOURED_DISPOSITIONS = ("append", "merge", "replace")
