@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.exceptions import ResolveError
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -30,6 +31,8 @@ from pyiceberg.types import DateType, LongType, NestedField, StringType, Timesta
 
 from cascade import INGESTED_AT, MergeOutcome, merge_into
 from cascade.errors import MergeConflictError, NullKeyError, SchemaMismatchError
+from cascade.merge.batch import prepare_batch
+from cascade.merge.commit import CarriedFiles
 from tests.conftest import examples
 
 SCHEMA = Schema(
@@ -432,6 +435,20 @@ def test_a_failing_stream_removes_the_files_its_chunks_carried(catalog: SqlCatal
         merge_into(table, chunks(), "k", chunk_rows=1, keys_distinct=True)
     assert table.refresh().metadata.current_snapshot_id == before
     assert parquet_files(table) == files  # the two chunks' files were written, never committed, and removed
+
+
+def test_a_background_write_that_fails_is_raised_and_leaves_no_file(catalog: SqlCatalog) -> None:
+    """Carried chunks are written on a thread: its error reaches the merge, its files are removed."""
+    table = new_table(catalog)
+    files = parquet_files(table)
+    carried = CarriedFiles(table)
+    carried.write(prepare_batch(batch([("a", 0, 1)], 0), table.schema(), ("k",)))
+    carried.write(pa.table({"k": pa.array([1, 2], pa.int64())}))  # not the table's schema: fails
+    with pytest.raises(ResolveError, match="Cannot promote long to string"):
+        carried.files()
+    assert len(parquet_files(table) - files) == 1  # the first chunk's file, written
+    carried.discard()
+    assert parquet_files(table) == files
 
 
 def test_commit_on_another_branch_between_plan_and_commit_is_replanned(catalog: SqlCatalog) -> None:

@@ -8,14 +8,13 @@ from collections.abc import Callable, Iterable, Mapping
 
 import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException
-from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 from pyiceberg.table.refs import MAIN_BRANCH
 from pyiceberg.table.snapshots import Snapshot
 
 from cascade.catalog import initialize_main
 from cascade.errors import MergeConflictError
-from cascade.merge.commit import delete_files
+from cascade.merge.commit import CarriedFiles
 from cascade.merge.engine import MergeOutcome, merge_batch
 from cascade.merge.plan import BeforeCommit, PartitionReplace
 from cascade.pyiceberg_compat import move_branch
@@ -73,11 +72,9 @@ def merge_in_chunks(
     # would overlap every later chunk's, and each chunk would read all the chunks before it), so
     # they need not be committed on their own either. They are carried to the next chunk's commit,
     # or the last one: one snapshot for a day that only inserts, not one per chunk.
-    inserted_only: set[str] = set()
-    carried: list[DataFile] = []
+    carried = CarriedFiles(table)
     try:
         for chunk in chunks:
-            already_carried = len(carried)
             outcome = merge_batch(
                 table,
                 chunk,
@@ -90,12 +87,11 @@ def merge_in_chunks(
                 replace=None if outcomes else replace,
                 last_check=last_check,
                 keys_distinct=keys_distinct,
-                disjoint_files=frozenset(inserted_only),
+                disjoint_files=frozenset(carried.landed),
                 carried=carried,
                 defer_inserts=keys_distinct,
             )
             outcomes.append(outcome)
-            inserted_only.update(f.file_path for f in carried[already_carried:])  # this chunk's, if carried
             # Arrow's allocator keeps freed pages for reuse; hand them back between chunks so the
             # process's peak (what a pod's memory limit sees) stays near one chunk's working set.
             pa.default_memory_pool().release_unused()
@@ -115,7 +111,7 @@ def merge_in_chunks(
             f"table {'.'.join(table.name())}, branch {branch!r} moved while a chunked merge was staged; try again"
         ) from None
     finally:
-        delete_files(table, carried)  # written, never committed
+        carried.discard()  # files written and never committed
         with contextlib.suppress(Exception):  # never mask the merge's own outcome or error
             table.refresh().manage_snapshots().remove_branch(staging).commit()
     return _sum_outcomes(outcomes, table.refresh().snapshot_by_name(branch))
@@ -124,7 +120,7 @@ def merge_in_chunks(
 def commit_carried(
     table: Table,
     keys: tuple[str, ...],
-    carried: list[DataFile],
+    carried: CarriedFiles,
     branch: str,
     snapshot_properties: Mapping[str, str] | None,
     max_attempts: int,

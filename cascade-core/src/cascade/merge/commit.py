@@ -11,6 +11,7 @@ import contextlib
 import random
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyarrow as pa
 from pyiceberg.manifest import DataFile
@@ -31,6 +32,54 @@ def write_files(table: Table, rows: pa.Table) -> list[DataFile]:
     if rows.num_rows == 0:
         return []
     return write_data_files(table.metadata, rows, table.io)
+
+
+class CarriedFiles:
+    """Data files of a chunked merge's chunks that only insert, not committed yet.
+
+    Each such chunk's files are written on a background thread while the next chunk is read,
+    conformed and planned (the second core was idle while a chunk was written); one write at a
+    time, so memory holds at most one chunk more. The next commit adds them (``files`` waits for
+    the write in flight and raises its error); ``landed`` keeps the paths of those committed.
+    """
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self._files: list[DataFile] = []
+        self._pending: Future[list[DataFile]] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self.landed: set[str] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self._files) or self._pending is not None
+
+    def write(self, rows: pa.Table) -> None:
+        self._settle()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cascade-write")
+        self._pending = self._pool.submit(write_files, self.table, rows)
+
+    def files(self) -> list[DataFile]:
+        self._settle()
+        return list(self._files)
+
+    def committed(self) -> None:
+        self.landed.update(f.file_path for f in self._files)
+        self._files.clear()
+
+    def discard(self) -> None:
+        """Remove the files written and never committed; waits for a write in flight."""
+        with contextlib.suppress(Exception):  # the merge's own error, if any, is the one to report
+            self._settle()
+        delete_files(self.table, self._files)
+        self._files.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def _settle(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._files.extend(pending.result())
 
 
 def commit_plan(

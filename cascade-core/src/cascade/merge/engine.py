@@ -19,6 +19,7 @@ from cascade.faults import crash_point
 from cascade.merge.batch import prepare_batch
 from cascade.merge.commit import (
     COMMIT_ID,
+    CarriedFiles,
     commit_outcome_unknown,
     commit_plan,
     delete_files,
@@ -74,16 +75,16 @@ def merge_batch(
     last_check: Callable[[], None] | None = None,
     keys_distinct: bool = False,
     disjoint_files: frozenset[str] = frozenset(),
-    carried: list[DataFile] | None = None,
+    carried: CarriedFiles | None = None,
     defer_inserts: bool = False,
 ) -> MergeOutcome:
     """Merge one in-memory batch in one snapshot on ``branch``: see :func:`cascade.merge.merge_into`.
 
     ``disjoint_files`` (paths) are known to hold none of the batch's keys and are not read.
-    ``carried`` files (written by earlier batches, not committed yet) are added by this merge's
-    commit, which empties the list. With ``defer_inserts``, a plan that only adds rows is written
-    but not committed: its files join ``carried`` (a chunked merge of distinct keys, where no later
-    chunk needs to read them).
+    ``carried`` files (written for earlier batches, not committed yet) are added by this merge's
+    commit. With ``defer_inserts``, a plan that only adds rows is not committed: its files are
+    written in the background and join ``carried`` (a chunked merge of distinct keys, where no
+    later chunk needs to read them).
     """
     schema = table.schema()
     missing = [k for k in keys if k not in schema.column_names]
@@ -113,6 +114,10 @@ def merge_batch(
             return _outcome(plan, batch.num_rows, deduplicated, [], head.snapshot_id if head else None, attempt - 1)
         if before_commit is not None:
             before_commit(plan)
+        if defer_inserts and carried is not None and plan.adds_only:
+            carried.write(plan.rows_to_write)
+            return _outcome(plan, batch.num_rows, deduplicated, [], None, attempt - 1)
+        earlier = carried.files() if carried is not None else []
         written = write_files(table, plan.rows_to_write)
         crash_point("before-commit")
         if last_check is not None:
@@ -121,10 +126,7 @@ def merge_batch(
             except BaseException:
                 delete_files(table, written)
                 raise
-        if defer_inserts and carried is not None and plan.adds_only:
-            carried.extend(written)
-            return _outcome(plan, batch.num_rows, deduplicated, written, None, attempt - 1)
-        added = [*(carried or ()), *written]
+        added = [*earlier, *written]
         try:
             with traced("commit", attempt=attempt, table=".".join(table.name()), branch=branch) as span:
                 snapshot_id = commit_plan(table, plan, added, branch=branch, properties=properties)
@@ -153,11 +155,11 @@ def merge_batch(
                     continue
                 raise
             snapshot_id = landed
-        if carried:
-            carried.clear()
+        if carried is not None:
+            carried.committed()
         crash_point("after-commit")
         expire_on_commit(table)
-        return _outcome(plan, batch.num_rows, deduplicated, written, snapshot_id, attempt)
+        return _outcome(plan, batch.num_rows, deduplicated, added, snapshot_id, attempt)
     raise MergeConflictError(
         f"table {'.'.join(table.name())}, branch {branch!r}: concurrent commits invalidated the merge "
         f"{max_attempts} times; try again"
