@@ -7,9 +7,13 @@ Sources, generated in the child process (nothing is downloaded):
   json    20 columns as dicts, as most REST APIs give: 1M rows
 
 Each method runs in a fresh process on a fresh folder; the script prints wall seconds and peak
-RSS (VmHWM) of each, the ratios, and Cascade's per-phase seconds. Nothing is asserted.
+RSS (VmHWM) of each, the ratios, and Cascade's per-phase seconds. Nothing is asserted. With
+``--repeat N`` each case is measured N times, the two methods taking turns to go first, and the
+medians are printed with the range of the N paired time ratios (a shared machine's speed drifts
+by more than the differences measured here).
 
     python bench/bigday.py [--sizes 1000000 5000000 10000000] [--json-rows 1000000] [--shuffled] [--smoke]
+                           [--repeat 3]
 """
 
 from __future__ import annotations
@@ -131,12 +135,29 @@ def measure(method: str, kind: str, rows: int) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median seconds, RSS and phases of one method's runs (each taken on its own)."""
+    middle = len(runs) // 2
+
+    def median(values: list[float]) -> float:
+        ordered = sorted(values)
+        return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+    phases = {p: median([r["phases"].get(p, 0.0) for r in runs]) for p in runs[0]["phases"]}
+    return {
+        "seconds": median([r["seconds"] for r in runs]),
+        "rss_mb": median([r["rss_mb"] for r in runs]),
+        "phases": phases,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="*", default=[1_000_000, 5_000_000, 10_000_000])
     parser.add_argument("--json-rows", type=int, default=1_000_000)
     parser.add_argument("--smoke", action="store_true", help="100,000 arrow rows and 20,000 json rows")
     parser.add_argument("--shuffled", action="store_true", help="also the largest size with its ids in random order")
+    parser.add_argument("--repeat", type=int, default=1, help="measure each case this many times; print medians")
     parser.add_argument("--child")
     parser.add_argument("--kind")
     parser.add_argument("--rows", type=int)
@@ -151,24 +172,32 @@ def main() -> None:
     cases.append(("json", 20_000 if args.smoke else args.json_rows))
     rows_out = []
     for kind, rows in cases:
-        measured = {method: measure(method, kind, rows) for method in ("cascade", "dlt-parquet")}
-        print(f"{kind} {rows:,}: {measured}", file=sys.stderr, flush=True)
-        rows_out.append((kind, rows, measured))
+        runs: list[dict[str, Any]] = []
+        for turn in range(args.repeat):
+            methods = ("cascade", "dlt-parquet") if turn % 2 == 0 else ("dlt-parquet", "cascade")
+            runs.append({method: measure(method, kind, rows) for method in methods})
+            print(f"{kind} {rows:,}: {runs[-1]}", file=sys.stderr, flush=True)
+        rows_out.append((kind, rows, runs))
     print()
-    print("| source | rows | cascade s | cascade MB | dlt->parquet s | dlt->parquet MB | time ratio | RSS ratio |")
-    print("|---|---|---|---|---|---|---|---|")
-    for kind, rows, m in rows_out:
-        c, d = m["cascade"], m["dlt-parquet"]
+    print(
+        "| source | rows | cascade s | cascade MB | dlt->parquet s | dlt->parquet MB | time ratio | RSS ratio "
+        "| paired time ratios |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for kind, rows, runs in rows_out:
+        c, d = median_run([r["cascade"] for r in runs]), median_run([r["dlt-parquet"] for r in runs])
+        paired = sorted(r["cascade"]["seconds"] / r["dlt-parquet"]["seconds"] for r in runs)
         print(
             f"| {kind} | {rows:,} | {c['seconds']:.1f} | {c['rss_mb']:.0f} | {d['seconds']:.1f} | {d['rss_mb']:.0f} "
-            f"| {c['seconds'] / d['seconds']:.2f}x | {c['rss_mb'] / d['rss_mb']:.2f}x |"
+            f"| {c['seconds'] / d['seconds']:.2f}x | {c['rss_mb'] / d['rss_mb']:.2f}x "
+            f"| {paired[0]:.2f}x to {paired[-1]:.2f}x |"
         )
     print()
     print("Cascade per phase (seconds):")
     print("| source | rows | " + " | ".join(("resolve", "extract", "stage", "validate", "merge")) + " |")
     print("|---|---|---|---|---|---|---|")
-    for kind, rows, m in rows_out:
-        phases = m["cascade"]["phases"]
+    for kind, rows, runs in rows_out:
+        phases = median_run([r["cascade"] for r in runs])["phases"]
         cells = " | ".join(f"{phases.get(p, 0.0):.1f}" for p in ("resolve", "extract", "stage", "validate", "merge"))
         print(f"| {kind} | {rows:,} | {cells} |")
 
