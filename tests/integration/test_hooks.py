@@ -154,7 +154,7 @@ def test_a_run_log_created_before_its_properties_gets_them_with_its_next_row(ns_
     plugin.append_record(plugin.runs_table(ns_config), {"run_id": "run-1", "asset": "a", "status": "succeeded"})
     table = table.refresh()
     assert table.properties["commit.manifest.min-count-to-merge"] == "10"
-    assert len(table.metadata.snapshots) == before + 1  # one commit: the row and the properties
+    assert len(table.metadata.snapshots) == before + 1  # the row; the properties need no snapshot
     assert read_table(ns_config, "cascade.runs")["run_id"].to_pylist() == ["run-1"]
 
 

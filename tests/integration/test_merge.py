@@ -29,7 +29,7 @@ from pyiceberg.table import Table
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import DateType, LongType, NestedField, StringType, TimestamptzType
 
-from cascade import INGESTED_AT, MergeOutcome, merge_into
+from cascade import INGESTED_AT, MergeOutcome, append_into, merge_into
 from cascade.errors import MergeConflictError, NullKeyError, SchemaMismatchError
 from cascade.merge.batch import prepare_batch
 from cascade.merge.commit import CarriedFiles
@@ -449,6 +449,28 @@ def test_a_background_write_that_fails_is_raised_and_leaves_no_file(catalog: Sql
     assert len(parquet_files(table) - files) == 1  # the first chunk's file, written
     carried.discard()
     assert parquet_files(table) == files
+
+
+def test_append_into_adds_rows_as_they_are_one_snapshot_each(catalog: SqlCatalog) -> None:
+    table = new_table(catalog)
+    first = append_into(table, batch([("a", 0, 1), ("a", 0, 1)], 0))
+    second = append_into(table, batch([("a", 0, 1)], 0).drop_columns(["note"]))  # conformed: note is null
+    assert (first.rows_inserted, second.rows_inserted, len(table.refresh().snapshots())) == (2, 1, 2)
+    rows = table.scan().to_arrow().sort_by("note").to_pylist()
+    assert [(r["k"], r["v"], r["note"]) for r in rows] == [("a", 1, "n"), ("a", 1, "n"), ("a", 1, None)]
+
+
+def test_appends_racing_each_other_all_land(catalog: SqlCatalog) -> None:
+    name = new_table(catalog).name()
+
+    def append(n: int) -> None:  # each writer with its own view of the table, as separate processes have
+        append_into(catalog.load_table(name), batch([(f"k{n}", 0, n)], 0))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(append, range(8)))
+    table = catalog.load_table(name)
+    assert sorted(table.scan().to_arrow()["k"].to_pylist()) == sorted(f"k{n}" for n in range(8))
+    assert len(table.snapshots()) == 8
 
 
 def test_commit_on_another_branch_between_plan_and_commit_is_replanned(catalog: SqlCatalog) -> None:

@@ -46,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "IngestionResult": "cascade.results",
     "replay": "cascade.quarantine_replay",
     "merge_into": "cascade.merge",
+    "append_into": "cascade.merge",
     "MergeOutcome": "cascade.merge",
     "conform": "cascade.conformance",
     "configure_logging": "cascade.logs",
@@ -189,6 +190,7 @@ __all__ = [
     "__version__",
     "all_tables",
     "ancestry",
+    "append_into",
     "apply_asset",
     "backfill",
     "branches",
@@ -299,7 +301,7 @@ if TYPE_CHECKING:
     from cascade.logs import configure_logging
     from cascade.maintenance import MaintenanceReport, maintain
     from cascade.maintenance_policy import MaintenancePolicy, parse_duration, parse_size
-    from cascade.merge import MergeOutcome, merge_into
+    from cascade.merge import MergeOutcome, append_into, merge_into
     from cascade.naming import (
         BRANCH_TAG,
         MAIN,

@@ -25,17 +25,28 @@ larger than memory, published at once).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import pyarrow as pa
 from pyiceberg.table import Table
 from pyiceberg.table.refs import MAIN_BRANCH
 
+from cascade.conformance import conform
 from cascade.merge.chunked import merge_in_chunks
+from cascade.merge.commit import CarriedFiles, write_files
 from cascade.merge.engine import MergeOutcome, merge_batch
 from cascade.merge.plan import BeforeCommit, MergePlan, PartitionReplace
 
-__all__ = ["BeforeCommit", "MergeOutcome", "MergePlan", "PartitionReplace", "merge_in_chunks", "merge_into"]
+__all__ = [
+    "BeforeCommit",
+    "MergeOutcome",
+    "MergePlan",
+    "PartitionReplace",
+    "append_into",
+    "merge_in_chunks",
+    "merge_into",
+]
 
 
 def merge_into(
@@ -103,3 +114,40 @@ def merge_into(
         last_check=last_check,
         keys_distinct=keys_distinct,
     )
+
+
+def append_into(
+    table: Table,
+    rows: pa.Table,
+    *,
+    branch: str = MAIN_BRANCH,
+    snapshot_properties: Mapping[str, str] | None = None,
+    max_attempts: int = 20,
+    where: str = "batch",
+) -> MergeOutcome:
+    """Add ``rows`` to ``table`` as they are, in one snapshot on ``branch``: no key, nothing read or
+    replaced (a log's rows). The rows are conformed to the table's schema first (``where`` names
+    them in an error).
+
+    The commit is a merge's: guarded, tried again after a concurrent commit, looked for when the
+    catalog could not say whether it landed, and followed by the table's history upkeep
+    (:func:`cascade.expire_on_commit`). pyiceberg's ``Table.append`` copies the whole table
+    metadata about twenty times per append, so its cost grows with the table's history.
+    """
+    prepared = conform(rows, table.schema(), where=where)
+    carried = CarriedFiles(table)
+    carried.add(write_files(table, prepared))
+    try:
+        outcome = merge_batch(
+            table,
+            table.schema().as_arrow().empty_table(),
+            (),
+            branch=branch,
+            snapshot_properties=snapshot_properties,
+            max_attempts=max_attempts,
+            keys_distinct=True,
+            carried=carried,
+        )
+    finally:
+        carried.discard()  # only what was never committed
+    return dataclasses.replace(outcome, rows_in=prepared.num_rows, rows_inserted=prepared.num_rows)

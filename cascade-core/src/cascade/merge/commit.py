@@ -59,6 +59,10 @@ class CarriedFiles:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cascade-write")
         self._pending = self._pool.submit(write_files, self.table, rows)
 
+    def add(self, files: Iterable[DataFile]) -> None:
+        """Files already written, to go with the next commit."""
+        self._files.extend(files)
+
     def files(self) -> list[DataFile]:
         self._settle()
         return list(self._files)

@@ -71,21 +71,22 @@ def append_run(context: RunContext, row: dict[str, Any]) -> None:
 
 
 def append_record(table: Table, record: dict[str, Any]) -> None:
-    """Append one run's row, then expire the log's oldest snapshots as a merge does for an asset's
-    table: the log gains a snapshot per run, and a table's metadata (read by every append and by
-    ``cascade status``) grows with its snapshots. The rows stay; only their history goes.
+    """Append one run's row through Cascade's append (:func:`cascade.append_into`), which also
+    expires the log's oldest snapshots as a merge does for an asset's table: the log gains a
+    snapshot per run, and a table's metadata (read by every append and by ``cascade status``)
+    grows with its snapshots. The rows stay; only their history goes.
 
-    A log created before :data:`RUNS_PROPERTIES` existed gets them in the same commit as the row.
+    A log created before :data:`RUNS_PROPERTIES` existed gets them before its next row.
     """
     import pyarrow as pa
+    from pyiceberg.exceptions import CommitFailedException
 
-    rows = cascade.conform(pa.Table.from_pylist([record]), table.schema(), where="cascade.runs")
-    missing = {key: value for key, value in RUNS_PROPERTIES.items() if key not in table.properties}
-    with table.transaction() as transaction:
-        if missing:
-            transaction.set_properties(missing)
-        transaction.append(rows)
-    cascade.expire_on_commit(table)
+    if missing := {key: value for key, value in RUNS_PROPERTIES.items() if key not in table.properties}:
+        try:
+            table.transaction().set_properties(missing).commit_transaction()
+        except CommitFailedException:
+            table = table.refresh()  # another writer changed the log first; the next row tries again
+    cascade.append_into(table, pa.Table.from_pylist([record]), where="cascade.runs")
 
 
 @hookimpl
