@@ -20,6 +20,7 @@ from typing import Any
 import dlt
 import pandera.pandas as pandera
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -390,6 +391,36 @@ class FiltersRows:
     @hookimpl
     def cascade_after_extract(self, context: Any, rows: pa.Table) -> pa.Table:
         return rows.filter(pa.array([value != "drop" for value in rows.column("id").to_pylist()]))
+
+
+class AddsAnEarlierKey:
+    """Where it sees k30, adds a later version of k0 (a key an earlier chunk held) and k30 again."""
+
+    @hookimpl
+    def cascade_after_extract(self, context: Any, rows: pa.Table) -> pa.Table | None:
+        seen = rows.filter(pc.equal(rows.column("id"), "k30"))
+        if not seen.num_rows:
+            return None
+        ids, values = rows.column_names.index("id"), rows.column_names.index("n")
+        k0 = seen.set_column(ids, "id", pa.array(["k0"])).set_column(values, "n", pa.array([-1], pa.int64()))
+        return pa.concat_tables([rows, k0, seen])
+
+
+@pytest.mark.parametrize("batch_bytes", [None, 2000], ids=["whole", "streamed"])
+def test_keys_a_hook_adds_follow_the_last_record_wins(config: CascadeConfig, batch_bytes: int | None) -> None:
+    """A hook may add rows: a streamed day's keys are then no longer vouched distinct, and the
+    chunks carried so far are committed before the chunk the hook changed is merged."""
+    day = [{"id": f"k{i}", "n": i} for i in range(60)]
+    if batch_bytes is not None:
+        config = dataclasses.replace(config, max_batch_bytes=batch_bytes)  # chunks of a few rows
+    register_hooks(AddsAnEarlierKey(), name="key-adder")
+    try:
+        with isolated_registry():
+            cascade.run(things_asset({"2024-01-01": day}), "2024-01-01", config=config)
+    finally:
+        unregister_hooks("key-adder")
+    assert {k: r["n"] for k, r in stored(config).items()} == {"k0": -1, **{f"k{i}": i for i in range(1, 60)}}
+    assert read_table(config, TABLE).num_rows == 60  # each key once
 
 
 @pytest.mark.parametrize(

@@ -305,12 +305,16 @@ def validate_and_merge_in_chunks(
     chunk_rows = max(1, staged.rows * resolved.config.max_batch_bytes // max(1, staged.memory_bytes * WORKING_COPIES))
     reports: list[ValidationReport] = []
     validating = 0.0
+    hooks_changed_rows = False  # superseded records are gone, so no key repeats, unless a hook added one
 
     def chunks() -> Iterator[pa.Table]:
-        nonlocal validating
+        nonlocal validating, hooks_changed_rows
         for chunk in stream_staged(staged, chunk_rows, keys.superseded):
             started = time.perf_counter()
-            rows, report = validate(resolved, hooks().after_extract(resolved.context, stamped(resolved, chunk)))
+            given = stamped(resolved, chunk)
+            hooked = hooks().after_extract(resolved.context, given)
+            hooks_changed_rows = hooks_changed_rows or hooked is not given
+            rows, report = validate(resolved, hooked)
             if replacing is not None:
                 check_rows_in_partition(rows, replacing, spec.unique_key, resolved.where)
             reports.append(report)
@@ -320,7 +324,14 @@ def validate_and_merge_in_chunks(
 
     whole_day = dataclasses.replace(replacing, keep=keys.keys) if replacing is not None else None
     with traced("merge", timings, rows_in=staged.rows, **where) as span:
-        outcome = merge(resolved, chunks(), before_commit=veto(resolved), replacing=whole_day, chunk_rows=chunk_rows)
+        outcome = merge(
+            resolved,
+            chunks(),
+            before_commit=veto(resolved),
+            replacing=whole_day,
+            chunk_rows=chunk_rows,
+            keys_distinct=lambda: not hooks_changed_rows,
+        )
         span.set_attributes(merge_attributes(outcome))
     timings["validate"] = timings.get("validate", 0.0) + validating
     timings["merge"] -= validating
@@ -600,10 +611,12 @@ def merge(
     before_commit: Callable[[MergePlan], None] | None = None,
     replacing: PartitionReplace | None = None,
     chunk_rows: int | None = None,
+    keys_distinct: bool | Callable[[], bool] = False,
 ) -> MergeOutcome:
     """Create the table and branch when missing, evolve it to the asset, then merge in one atomic snapshot.
 
-    ``rows`` is the whole batch, or (with ``chunk_rows``) its chunks, each already checked.
+    ``rows`` is the whole batch, or (with ``chunk_rows``) its chunks, each already checked;
+    ``keys_distinct`` vouches that no key appears twice in all of them (see :func:`cascade.merge_into`).
     """
     if isinstance(rows, pa.Table):
         if rows.num_rows == 0 and replacing is None:  # an empty partition commits nothing, whatever the schema says
@@ -611,7 +624,7 @@ def merge(
         if replacing is not None:
             check_rows_in_partition(rows, replacing, resolved.asset.spec.unique_key, resolved.where)
     with catalog_errors(resolved):
-        return _merge(resolved, rows, before_commit, replacing, chunk_rows)
+        return _merge(resolved, rows, before_commit, replacing, chunk_rows, keys_distinct)
 
 
 # --- issue 18: write-audit-publish's merge (the logic is in cascade.audit) -----------------------------
@@ -728,6 +741,7 @@ def _merge(
     before_commit: Callable[[MergePlan], None] | None = None,
     replacing: PartitionReplace | None = None,
     chunk_rows: int | None = None,
+    keys_distinct: bool | Callable[[], bool] = False,
 ) -> MergeOutcome:
     spec = resolved.asset.spec
     catalog = open_catalog(resolved.config)
@@ -761,7 +775,7 @@ def _merge(
             replace=replacing,
             chunk_rows=chunk_rows,
             last_check=lambda: check_deadline(resolved, "writing the data files"),
-            keys_distinct=not isinstance(rows, pa.Table),  # streamed: superseded records were dropped
+            keys_distinct=keys_distinct,
         )
 
 

@@ -62,7 +62,7 @@ def merge_into(
     chunk_rows: int | None = None,
     replace: PartitionReplace | None = None,
     last_check: Callable[[], None] | None = None,
-    keys_distinct: bool = False,
+    keys_distinct: bool | Callable[[], bool] = False,
 ) -> MergeOutcome:
     """Upsert ``batch`` into ``table`` on ``unique_key`` in one atomic snapshot on ``branch``.
 
@@ -79,7 +79,8 @@ def merge_into(
     ``chunk_rows`` bounds memory for batches larger than memory (and an iterable of tables is
     merged as those chunks): see :func:`merge_in_chunks`. ``keys_distinct`` vouches that no key
     appears twice in the whole batch (the runner removes superseded records first), which skips
-    the de-duplication; a wrong vouch stores the key twice.
+    the de-duplication; a wrong vouch stores the key twice. Merged in chunks, it may be a callable
+    asked as each chunk arrives (see :func:`merge_in_chunks`).
     """
     keys = (unique_key,) if isinstance(unique_key, str) else tuple(unique_key)
     if chunk_rows is not None:
@@ -112,7 +113,7 @@ def merge_into(
         before_commit=before_commit,
         replace=replace,
         last_check=last_check,
-        keys_distinct=keys_distinct,
+        keys_distinct=keys_distinct if isinstance(keys_distinct, bool) else keys_distinct(),
     )
 
 

@@ -33,7 +33,7 @@ def merge_in_chunks(
     before_commit: BeforeCommit | None = None,
     replace: PartitionReplace | None = None,
     last_check: Callable[[], None] | None = None,
-    keys_distinct: bool = False,
+    keys_distinct: bool | Callable[[], bool] = False,
 ) -> MergeOutcome:
     """Merge a batch of any size holding at most ``chunk_rows`` batch rows in memory at once.
 
@@ -50,6 +50,10 @@ def merge_in_chunks(
     ``batch`` may also be an iterable of tables, merged one by one as given (the caller bounds
     their size). A ``replace`` must carry the whole batch's keys (``keep``): the first chunk
     deletes the partition's rows that none of the chunks holds.
+
+    ``keys_distinct`` may be a callable, asked as each chunk arrives: once it says ``False``, that
+    chunk and the rest are merged as chunks whose keys may repeat, after the files carried so far
+    are committed (the runner's ``after_extract`` hooks may add or change rows).
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
@@ -73,8 +77,15 @@ def merge_in_chunks(
     # they need not be committed on their own either. They are carried to the next chunk's commit,
     # or the last one: one snapshot for a day that only inserts, not one per chunk.
     carried = CarriedFiles(table)
+    vouched = keys_distinct if isinstance(keys_distinct, bool) else True
     try:
         for chunk in chunks:
+            if vouched and callable(keys_distinct) and not keys_distinct():
+                vouched = False
+                if carried:  # what follows may hold their keys: it must see them
+                    outcomes.append(
+                        commit_carried(table, keys, carried, staging, snapshot_properties, max_attempts, last_check)
+                    )
             outcome = merge_batch(
                 table,
                 chunk,
@@ -86,10 +97,10 @@ def merge_in_chunks(
                 before_commit=before_commit,
                 replace=None if outcomes else replace,
                 last_check=last_check,
-                keys_distinct=keys_distinct,
-                disjoint_files=frozenset(carried.landed),
+                keys_distinct=vouched,
+                disjoint_files=frozenset(carried.landed) if vouched else frozenset(),
                 carried=carried,
-                defer_inserts=keys_distinct,
+                defer_inserts=vouched,
             )
             outcomes.append(outcome)
             # Arrow's allocator keeps freed pages for reuse; hand them back between chunks so the
