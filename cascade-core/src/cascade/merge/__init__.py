@@ -35,7 +35,7 @@ from pyiceberg.table.refs import MAIN_BRANCH
 from cascade.conformance import conform
 from cascade.merge.chunked import merge_in_chunks
 from cascade.merge.commit import CarriedFiles, write_files
-from cascade.merge.engine import MergeOutcome, merge_batch
+from cascade.merge.engine import MergeOutcome, commit_carried, merge_batch
 from cascade.merge.plan import BeforeCommit, MergePlan, PartitionReplace
 
 __all__ = [
@@ -139,15 +139,8 @@ def append_into(
     carried = CarriedFiles(table)
     carried.add(write_files(table, prepared))
     try:
-        outcome = merge_batch(
-            table,
-            table.schema().as_arrow().empty_table(),
-            (),
-            branch=branch,
-            snapshot_properties=snapshot_properties,
-            max_attempts=max_attempts,
-            keys_distinct=True,
-            carried=carried,
+        outcome = commit_carried(
+            table, carried, branch=branch, snapshot_properties=snapshot_properties, max_attempts=max_attempts
         )
     finally:
         carried.discard()  # only what was never committed

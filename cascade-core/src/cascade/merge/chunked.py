@@ -15,7 +15,7 @@ from pyiceberg.table.snapshots import Snapshot
 from cascade.catalog import initialize_main
 from cascade.errors import MergeConflictError
 from cascade.merge.commit import CarriedFiles
-from cascade.merge.engine import MergeOutcome, merge_batch
+from cascade.merge.engine import MergeOutcome, commit_carried, merge_batch
 from cascade.merge.plan import BeforeCommit, PartitionReplace
 from cascade.pyiceberg_compat import move_branch
 
@@ -77,15 +77,27 @@ def merge_in_chunks(
     # they need not be committed on their own either. They are carried to the next chunk's commit,
     # or the last one: one snapshot for a day that only inserts, not one per chunk.
     carried = CarriedFiles(table)
-    vouched = keys_distinct if isinstance(keys_distinct, bool) else True
+    still_distinct = keys_distinct if callable(keys_distinct) else lambda: bool(keys_distinct)
+    vouched = True
+
+    def commit_what_is_carried() -> None:
+        if carried:
+            outcomes.append(
+                commit_carried(
+                    table.refresh(),
+                    carried,
+                    branch=staging,
+                    snapshot_properties=snapshot_properties,
+                    max_attempts=max_attempts,
+                    last_check=last_check,
+                )
+            )
+
     try:
         for chunk in chunks:
-            if vouched and callable(keys_distinct) and not keys_distinct():
+            if vouched and not still_distinct():
                 vouched = False
-                if carried:  # what follows may hold their keys: it must see them
-                    outcomes.append(
-                        commit_carried(table, keys, carried, staging, snapshot_properties, max_attempts, last_check)
-                    )
+                commit_what_is_carried()  # what follows may hold their keys: it must see them
             outcome = merge_batch(
                 table,
                 chunk,
@@ -106,10 +118,7 @@ def merge_in_chunks(
             # Arrow's allocator keeps freed pages for reuse; hand them back between chunks so the
             # process's peak (what a pod's memory limit sees) stays near one chunk's working set.
             pa.default_memory_pool().release_unused()
-        if carried:
-            outcomes.append(
-                commit_carried(table, keys, carried, staging, snapshot_properties, max_attempts, last_check)
-            )
+        commit_what_is_carried()
         table = table.refresh()
         staged_head = table.snapshot_by_name(staging)
         assert staged_head is not None
@@ -126,30 +135,6 @@ def merge_in_chunks(
         with contextlib.suppress(Exception):  # never mask the merge's own outcome or error
             table.refresh().manage_snapshots().remove_branch(staging).commit()
     return _sum_outcomes(outcomes, table.refresh().snapshot_by_name(branch))
-
-
-def commit_carried(
-    table: Table,
-    keys: tuple[str, ...],
-    carried: CarriedFiles,
-    branch: str,
-    snapshot_properties: Mapping[str, str] | None,
-    max_attempts: int,
-    last_check: Callable[[], None] | None,
-) -> MergeOutcome:
-    """Commit the files of chunks that only inserted, through the same guarded commit as a merge
-    (an empty batch whose commit carries them); their rows were counted by their own chunks."""
-    return merge_batch(
-        table.refresh(),
-        table.schema().as_arrow().empty_table(),
-        keys,
-        branch=branch,
-        snapshot_properties=snapshot_properties,
-        max_attempts=max_attempts,
-        last_check=last_check,
-        keys_distinct=True,
-        carried=carried,
-    )
 
 
 def _chunks(reader: pa.RecordBatchReader, chunk_rows: int) -> Iterable[pa.Table]:

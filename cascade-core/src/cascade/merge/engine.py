@@ -166,6 +166,30 @@ def merge_batch(
     )
 
 
+def commit_carried(
+    table: Table,
+    carried: CarriedFiles,
+    *,
+    branch: str,
+    snapshot_properties: Mapping[str, str] | None = None,
+    max_attempts: int = 20,
+    last_check: Callable[[], None] | None = None,
+) -> MergeOutcome:
+    """Commit files written but not committed yet, through the same guarded commit as a merge
+    (an empty batch whose commit carries them); the rows they hold were counted where written."""
+    return merge_batch(
+        table,
+        table.schema().as_arrow().empty_table(),
+        (),
+        branch=branch,
+        snapshot_properties=snapshot_properties,
+        max_attempts=max_attempts,
+        last_check=last_check,
+        keys_distinct=True,
+        carried=carried,
+    )
+
+
 def _outcome(
     plan: MergePlan, rows_in: int, deduplicated: int, written: list[DataFile], snapshot_id: int | None, attempts: int
 ) -> MergeOutcome:
