@@ -12,12 +12,14 @@ import itertools
 import random
 import tempfile
 import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyiceberg.manifest
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,9 +32,11 @@ from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import DateType, LongType, NestedField, StringType, TimestamptzType
 
 from cascade import INGESTED_AT, MergeOutcome, append_into, merge_into
+from cascade.catalog import initialize_main
 from cascade.errors import MergeConflictError, NullKeyError, SchemaMismatchError
 from cascade.merge.batch import prepare_batch
 from cascade.merge.commit import CarriedFiles
+from cascade.merge.pruning import candidate_files
 from tests.conftest import examples
 
 SCHEMA = Schema(
@@ -343,6 +347,43 @@ def test_chunks_of_distinct_keys_do_not_read_what_earlier_chunks_inserted(catalo
     # the chunk holding key-0500 rewrote it (that chunk's files also hold key-2000, so they are read)
     assert outcome.files_considered == 10
     assert table_state(table) == {**{k: (0, 2, stamp(1)) for k in keys}, "key-2000": (0, 1, stamp(0))}
+
+
+def test_chunks_planned_against_one_head_read_its_manifest_list_once(
+    catalog: SqlCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Insert-only chunks are carried, not committed, so every chunk plans against the same head."""
+    table = new_table(catalog)
+    merge_into(table, batch([("stored", 0, 1)], 0), "k")
+    head = table.refresh().current_snapshot()
+    assert head is not None
+    reads = count_manifest_list_reads(monkeypatch)
+    merge_into(table, batch([(f"k{i:03d}", 0, 2) for i in range(100)], 1), "k", chunk_rows=10, keys_distinct=True)
+    assert reads[head.manifest_list] <= 3  # planned once for all ten chunks (was ten times); the commit reads it too
+
+
+def test_a_head_without_data_files_is_planned_without_reading_manifests(
+    catalog: SqlCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = initialize_main(new_table(catalog))
+    head = table.current_snapshot()
+    assert head is not None
+    reads = count_manifest_list_reads(monkeypatch)
+    assert candidate_files(table, head, batch([("a", 0, 1)], 0), ("k",), stable_partitions=False) == []
+    assert sum(reads.values()) == 0
+
+
+def count_manifest_list_reads(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Count pyiceberg's reads of each manifest list from now on (the real read still happens)."""
+    reads: Counter[str] = Counter()
+    real = pyiceberg.manifest.read_manifest_list
+
+    def counted(input_file: Any) -> Any:
+        reads[input_file.location] += 1
+        return real(input_file)
+
+    monkeypatch.setattr(pyiceberg.manifest, "read_manifest_list", counted)
+    return reads
 
 
 def test_a_chunk_that_rewrote_a_stored_file_is_read_by_later_chunks(catalog: SqlCatalog) -> None:

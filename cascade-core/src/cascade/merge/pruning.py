@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -42,6 +44,36 @@ if TYPE_CHECKING:
 
 PROBE_THREADS = min(4, os.cpu_count() or 2)
 PRUNABLE_KEY_TYPES = (StringType, IntegerType, LongType, DateType, TimestampType, TimestamptzType)
+MANIFEST_LISTS_KEPT = 8
+
+
+class _ManifestLists:
+    """The manifests of the last few snapshots planned against, by manifest list path.
+
+    A manifest list is never rewritten (a new snapshot writes a new one), so what was read stays
+    true. Every chunk of a chunked merge plans against the same head until it commits, and
+    pyiceberg reads the list again each time (its Avro header alone costs about 15 ms).
+    """
+
+    def __init__(self, kept: int) -> None:
+        self._kept = kept
+        self._lists: OrderedDict[str, tuple[ManifestFile, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def of(self, table: Table, snapshot: Snapshot) -> tuple[ManifestFile, ...]:
+        with self._lock:
+            if snapshot.manifest_list in self._lists:
+                self._lists.move_to_end(snapshot.manifest_list)
+                return self._lists[snapshot.manifest_list]
+        manifests = tuple(snapshot.manifests(table.io))
+        with self._lock:
+            self._lists[snapshot.manifest_list] = manifests
+            while len(self._lists) > self._kept:
+                self._lists.popitem(last=False)
+        return manifests
+
+
+_manifest_lists = _ManifestLists(MANIFEST_LISTS_KEPT)
 
 
 def exact_partition_pruning(table: Table, keys: tuple[str, ...], stable_partitions: bool) -> bool:
@@ -94,12 +126,14 @@ def candidate_files(
     ``disjoint_files`` (paths) are known to hold none of the batch's keys (written by a chunked
     merge's earlier chunks that only inserted, when every key of the batch is distinct) and are skipped.
     """
+    if head.summary is not None and head.summary.get("total-data-files") == "0":
+        return []  # nothing stored yet (a new table's first day): no manifest to read
     schema, spec = table.schema(), table.spec()
     prune = replace is None and exact_partition_pruning(table, keys, stable_partitions)
     partitions = batch_partitions(table, rows) if prune else None
     ranges = [_sorted_key_values(schema, rows, key) for key in keys]
     day = _day_range(schema, replace) if replace is not None else None
-    manifests = head.manifests(table.io)
+    manifests = _manifest_lists.of(table, head)
     if any(m.content == ManifestContent.DELETES and (m.added_files_count or m.existing_files_count) for m in manifests):
         raise SchemaMismatchError(
             f"table {'.'.join(table.name())} has delete files (merge-on-read); Cascade merges copy-on-write only"
