@@ -63,6 +63,8 @@ SCHEMA = Schema(
 COLUMNS = [f.name for f in SCHEMA.fields]
 TABLE = "fidelity.things"
 
+ID_AND_N = pa.schema([pa.field("id", pa.string()), pa.field("n", pa.int64())])
+
 
 def things_asset(batches: dict[str, list[Any]]) -> Any:
     """An outsider's asset: the day's items (dicts, or Arrow tables) as one dlt resource."""
@@ -394,7 +396,7 @@ class FiltersRows:
 
 
 class AddsAnEarlierKey:
-    """Where it sees k30, adds a later version of k0 (a key an earlier chunk held) and k30 again."""
+    """Where it sees k30, adds a later version of k00 (a key an earlier chunk held) and k30 again."""
 
     @hookimpl
     def cascade_after_extract(self, context: Any, rows: pa.Table) -> pa.Table | None:
@@ -402,15 +404,22 @@ class AddsAnEarlierKey:
         if not seen.num_rows:
             return None
         ids, values = rows.column_names.index("id"), rows.column_names.index("n")
-        k0 = seen.set_column(ids, "id", pa.array(["k0"])).set_column(values, "n", pa.array([-1], pa.int64()))
+        k0 = seen.set_column(ids, "id", pa.array(["k00"])).set_column(values, "n", pa.array([-1], pa.int64()))
         return pa.concat_tables([rows, k0, seen])
 
 
+@pytest.mark.parametrize("source", ["records", "arrow"])
 @pytest.mark.parametrize("batch_bytes", [None, 2000], ids=["whole", "streamed"])
-def test_keys_a_hook_adds_follow_the_last_record_wins(config: CascadeConfig, batch_bytes: int | None) -> None:
-    """A hook may add rows: a streamed day's keys are then no longer vouched distinct, and the
-    chunks carried so far are committed before the chunk the hook changed is merged."""
-    day = [{"id": f"k{i}", "n": i} for i in range(60)]
+def test_keys_a_hook_adds_follow_the_last_record_wins(
+    config: CascadeConfig, batch_bytes: int | None, source: str
+) -> None:
+    """A hook may add rows: the day's keys are then no longer vouched distinct (Arrow pages whose
+    keys only increase are, until a hook changes them), and a streamed day's chunks carried so far
+    are committed before the chunk the hook changed is merged."""
+    records = [{"id": f"k{i:02d}", "n": i} for i in range(60)]
+    day: list[Any] = records
+    if source == "arrow":
+        day = [pa.Table.from_pylist(records[i : i + 10], schema=ID_AND_N) for i in range(0, 60, 10)]
     if batch_bytes is not None:
         config = dataclasses.replace(config, max_batch_bytes=batch_bytes)  # chunks of a few rows
     register_hooks(AddsAnEarlierKey(), name="key-adder")
@@ -419,7 +428,7 @@ def test_keys_a_hook_adds_follow_the_last_record_wins(config: CascadeConfig, bat
             cascade.run(things_asset({"2024-01-01": day}), "2024-01-01", config=config)
     finally:
         unregister_hooks("key-adder")
-    assert {k: r["n"] for k, r in stored(config).items()} == {"k0": -1, **{f"k{i}": i for i in range(1, 60)}}
+    assert {k: r["n"] for k, r in stored(config).items()} == {"k00": -1, **{f"k{i:02d}": i for i in range(1, 60)}}
     assert read_table(config, TABLE).num_rows == 60  # each key once
 
 

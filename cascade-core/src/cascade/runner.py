@@ -233,7 +233,11 @@ def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionRe
             whole = (
                 staged.memory_bytes * WORKING_COPIES <= resolved.config.max_batch_bytes or refused is not None or audit
             )
-            batch = hooks().after_extract(resolved.context, stamped(resolved, read_staged(staged))) if whole else None
+            batch, keys_distinct = None, False
+            if whole:
+                given = stamped(resolved, read_staged(staged))
+                batch = hooks().after_extract(resolved.context, given)
+                keys_distinct = keys_ascending and batch is given  # rows a hook returns may repeat a key
             rows_out = batch.num_rows if batch is not None else staged.rows
             span.set_attributes({"cascade.rows_out": rows_out, "cascade.bytes_staged": staged.bytes_staged})
         crash_point("after-stage")
@@ -257,7 +261,9 @@ def _run_phases(resolved: ResolvedRun, timings: dict[str, float]) -> IngestionRe
                 if audit:  # write-audit-publish (issue 18)
                     outcome, audited = merge_audited(resolved, rows, before_commit=veto(resolved), replacing=replacing)
                 else:
-                    outcome = merge(resolved, rows, before_commit=veto(resolved), replacing=replacing)
+                    outcome = merge(
+                        resolved, rows, before_commit=veto(resolved), replacing=replacing, keys_distinct=keys_distinct
+                    )
                 span.set_attributes(merge_attributes(outcome))
     finally:
         if not resolved.config.keep_staging:
