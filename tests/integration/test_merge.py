@@ -29,7 +29,7 @@ from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField,
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.transforms import IdentityTransform
-from pyiceberg.types import DateType, LongType, NestedField, StringType, TimestamptzType
+from pyiceberg.types import DateType, DoubleType, LongType, NestedField, StringType, TimestamptzType
 
 from cascade import INGESTED_AT, MergeOutcome, append_into, merge_into
 from cascade.catalog import initialize_main
@@ -236,6 +236,15 @@ def test_moved_key_leaves_no_old_row(catalog: SqlCatalog) -> None:
     outcome = merge_into(table, batch([("a", 3, 1)], 1), "k")  # partition source not in key: not stable
     assert outcome.rows_updated == 1
     assert table_state(table) == {"a": (3, 1, stamp(1)), "b": (0, 1, stamp(0))}
+
+
+def test_a_float_key_column_is_refused(catalog: SqlCatalog) -> None:
+    schema = Schema(NestedField(1, "k", DoubleType(), required=True), NestedField(2, "v", LongType()))
+    catalog.create_namespace_if_not_exists("floaty")
+    table = catalog.create_table("floaty.t", schema=schema)
+    with pytest.raises(SchemaMismatchError, match=r"\['k'\].*float or double"):
+        merge_into(table, pa.table({"k": [0.0, -0.0], "v": [1, 2]}), "k")
+    assert table.refresh().current_snapshot() is None
 
 
 def test_null_keys_and_extra_columns_are_refused(catalog: SqlCatalog) -> None:

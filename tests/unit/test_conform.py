@@ -118,3 +118,12 @@ def test_null_safe_equal_treats_nan_as_equal_to_itself() -> None:
         False,
     ]
     assert null_safe_equal(pa.array([[nan]]), pa.array([[nan]])).to_pylist() == [True]
+
+
+def test_null_safe_equal_tells_negative_zero_from_zero() -> None:
+    """0.0 == -0.0 for arithmetic, but a value changed from one to the other is a change to store."""
+    left, right = pa.array([0.0, -0.0, 1.5, None], pa.float64()), pa.array([-0.0, -0.0, 1.5, 0.0], pa.float64())
+    assert null_safe_equal(left, right).to_pylist() == [False, True, True, False]
+    chunked = pa.chunked_array([[0.0], [2.0]], pa.float32()), pa.chunked_array([[-0.0, 2.0]], pa.float32())
+    assert null_safe_equal(*chunked).to_pylist() == [False, True]
+    assert null_safe_equal(pa.array([[0.0]]), pa.array([[-0.0]])).to_pylist() == [False]

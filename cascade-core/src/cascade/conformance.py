@@ -9,6 +9,7 @@ string column, a float in an integer column: each is refused naming the column.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -16,10 +17,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.schema import Schema
+from pyiceberg.types import DoubleType, FloatType
 
 from cascade.errors import NullKeyError, SchemaMismatchError
 
 EXAMPLE_ROWS = 3  # offending rows named in an error
+FLOATING_KEYS = (
+    "a unique key cannot be a float or double column (Iceberg refuses them as identifier fields, and "
+    "equal floats differ in their bits: 0.0 and -0.0); use an integer, decimal or string column"
+)
 OFFENDER_SLICE = 4096
 
 
@@ -166,6 +172,13 @@ def _parse_json(column: pa.ChunkedArray, field: pa.Field, declared: str, where: 
         raise SchemaMismatchError(f"{where}: column {field.name!r} cannot be stored as {declared}: {error}") from None
 
 
+def reject_floating_keys(schema: Schema, keys: tuple[str, ...], *, where: str = "batch") -> None:
+    """Raise :class:`SchemaMismatchError` when a unique-key column is a float or double."""
+    floating = [k for k in keys if isinstance(schema.find_field(k).field_type, FloatType | DoubleType)]
+    if floating:
+        raise SchemaMismatchError(f"{where}: column(s) {floating}: {FLOATING_KEYS}")
+
+
 def reject_null_keys(batch: pa.Table, keys: tuple[str, ...], *, where: str = "batch") -> None:
     """Raise :class:`NullKeyError` when any row has a null (or NaN) in a unique-key column."""
     for key in keys:
@@ -179,9 +192,11 @@ def reject_null_keys(batch: pa.Table, keys: tuple[str, ...], *, where: str = "ba
 
 
 def null_safe_equal(left: pa.ChunkedArray | pa.Array, right: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
-    """Element-wise equality where null == null and NaN == NaN are True (a stored value equals itself)."""
+    """Element-wise "the same value": null == null and NaN == NaN are True (a stored value equals
+    itself), and floats compare by their bits otherwise, so -0.0 is not 0.0 (a change to keep)."""
+    floating = pa.types.is_floating(left.type) and left.type == right.type
     try:
-        equal = pc.equal(left, right)
+        equal = _same_bits(left, right) if floating else pc.equal(left, right)
     except pa.ArrowNotImplementedError:  # nested types: compare as Python values
         same = [_same(a, b) for a, b in zip(left.to_pylist(), right.to_pylist(), strict=True)]
         return pa.chunked_array([pa.array(same, pa.bool_())], pa.bool_())
@@ -191,10 +206,26 @@ def null_safe_equal(left: pa.ChunkedArray | pa.Array, right: pa.ChunkedArray | p
     return pc.or_(pc.fill_null(equal, False), same)
 
 
+_BITS = {16: pa.int16(), 32: pa.int32(), 64: pa.int64()}
+
+
+def _same_bits(left: pa.ChunkedArray | pa.Array, right: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """Floats equal when their bit patterns are (null where either is null)."""
+    bits = _BITS[left.type.bit_width]
+
+    def view(values: pa.ChunkedArray | pa.Array) -> pa.Array:
+        combined = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+        return combined.view(bits)
+
+    return pc.equal(view(left), view(right))
+
+
 def _same(left: Any, right: Any) -> bool:
-    """Python-value equality with NaN equal to NaN, inside lists and structs too."""
-    if isinstance(left, float) and isinstance(right, float) and left != left and right != right:
-        return True
+    """Python-value equality with NaN equal to NaN and -0.0 not 0.0, inside lists and structs too."""
+    if isinstance(left, float) and isinstance(right, float):
+        if left != left and right != right:
+            return True
+        return left == right and math.copysign(1.0, left) == math.copysign(1.0, right)
     if isinstance(left, list) and isinstance(right, list):
         return len(left) == len(right) and all(_same(a, b) for a, b in zip(left, right, strict=True))
     if isinstance(left, dict) and isinstance(right, dict):

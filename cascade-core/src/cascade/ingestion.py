@@ -15,8 +15,9 @@ from croniter import croniter
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.transforms import DayTransform, IdentityTransform
-from pyiceberg.types import DateType, TimestampType, TimestamptzType
+from pyiceberg.types import DateType, DoubleType, FloatType, TimestampType, TimestamptzType
 
+from cascade.conformance import FLOATING_KEYS
 from cascade.errors import AssetDefinitionError
 from cascade.naming import is_normalized, normalized_name
 from cascade.spec import (
@@ -195,6 +196,9 @@ def build_spec(
     if INGESTED_AT in columns:
         raise fail("iceberg_schema", f"{INGESTED_AT!r} is added by Cascade; remove it from the schema")
     keys = _check_unique_key(unique_key, columns, fail)
+    floating = [k for k in keys if isinstance(iceberg_schema.find_field(k).field_type, FloatType | DoubleType)]
+    if floating:
+        raise fail("unique_key", f"column(s) {floating}: {FLOATING_KEYS}")
     spec = _check_partition_spec(partition_spec, iceberg_schema, fail)
     if cron is not None and not (isinstance(cron, str) and croniter.is_valid(cron)):
         raise fail("cron", f"{cron!r} is not a valid cron expression (five fields, e.g. '0 */1 * * *')")

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.schema import Schema
 
-from cascade.conformance import conform, reject_null_keys
+from cascade.conformance import conform, reject_floating_keys, reject_null_keys
 from cascade.records import distinct_by_sorting
 
 POSITION = "__cascade_position"
@@ -20,6 +20,7 @@ OTHER_POSITION = "__cascade_other_position"
 def prepare_batch(batch: pa.Table, schema: Schema, keys: tuple[str, ...], *, keys_distinct: bool = False) -> pa.Table:
     """Conform to the table schema, refuse null keys, and keep the last record of each key
     (unless the caller vouches that no key repeats)."""
+    reject_floating_keys(schema, keys)
     rows = conform(batch, schema)
     reject_null_keys(rows, keys)
     return rows if keys_distinct else keep_last_per_key(rows, keys)
