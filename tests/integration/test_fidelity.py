@@ -344,6 +344,62 @@ def test_an_arrow_value_its_column_cannot_hold_is_refused_naming_it(config: Casc
     assert snapshot_id(config, TABLE) is None
 
 
+INSTANTS = Schema(NestedField(1, "at", TimestamptzType(), required=True), NestedField(2, "n", LongType()))
+
+
+def instants_asset(pages: list[pa.Table]) -> Any:
+    @cascade_ingestion(table_name="instants", unique_key="at", iceberg_schema=INSTANTS, group="fidelity")
+    def instants(partition_date: str):
+        return dlt.resource(pages, name="instants")
+
+    return instants
+
+
+@pytest.mark.parametrize("batch_bytes", [None, 3000], ids=["whole", "streamed"])
+def test_one_instant_spelled_two_ways_in_arrow_pages_is_one_key(config: CascadeConfig, batch_bytes: int | None) -> None:
+    """A timestamptz key sent as ISO text: the day's keys are the instants, not their spellings
+    (the second page's text sorts after the first's, so it also looks like keys that only increase)."""
+    start = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
+    instants = [start + dt.timedelta(minutes=i) for i in range(40)]
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+    pages = [
+        pa.table({"at": [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in instants], "n": list(range(40))}),
+        pa.table({"at": [t.astimezone(plus_two).isoformat() for t in instants], "n": list(range(40, 80))}),
+    ]
+    if batch_bytes is not None:
+        config = dataclasses.replace(config, max_batch_bytes=batch_bytes)
+    with isolated_registry():
+        result = cascade.run(instants_asset(pages), "2024-06-01", config=config)
+    rows = read_table(config, "fidelity.instants").to_pylist()
+    assert (result.rows_inserted, result.rows_deduplicated) == (40, 40)
+    assert {r["at"]: r["n"] for r in rows} == {t: 40 + i for i, t in enumerate(instants)} and len(rows) == 40
+
+
+@pytest.mark.parametrize("batch_bytes", [None, 100], ids=["whole", "streamed"])
+@pytest.mark.parametrize(
+    "pages",
+    [
+        pytest.param(
+            [pa.table({"id": ["a"], "n": pa.array([1], pa.int32())}), pa.table({"id": ["b"], "n": pa.array([2])})],
+            id="int32-then-int64",
+        ),
+        pytest.param(
+            [pa.table({"id": ["a"], "s": ["x"]}), pa.table({"id": pa.array(["b"], pa.large_string()), "s": ["y"]})],
+            id="string-then-large_string",
+        ),
+        pytest.param([pa.table({"id": ["a"], "s": ["x"]}), pa.table({"id": ["b"]})], id="a-column-missing"),
+    ],
+)
+def test_arrow_pages_that_differ_in_a_widening_type_land_together(
+    config: CascadeConfig, pages: list[pa.Table], batch_bytes: int | None
+) -> None:
+    if batch_bytes is not None:
+        config = dataclasses.replace(config, max_batch_bytes=batch_bytes)
+    with isolated_registry():
+        cascade.run(things_asset({"2024-01-01": pages}), "2024-01-01", config=config)
+    assert sorted(stored(config)) == ["a", "b"]
+
+
 def test_a_float_key_is_refused_when_the_asset_is_defined(registry) -> None:
     """0.0 and -0.0 are equal floats with different bits: as keys they would be one row or two."""
     schema = Schema(NestedField(1, "k", DoubleType(), required=False))

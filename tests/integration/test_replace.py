@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -186,3 +187,37 @@ def test_a_disposition_cascade_cannot_honour_is_refused(
         cascade.run(readings, "2024-02-01", config=config)
     assert "asset 'readings': parameter 'write_disposition'" in str(caught.value) and fragment in str(caught.value)
     assert snapshot_id(config, TABLE) is None
+
+
+BIG_KEYS = Schema(
+    NestedField(1, "id", LongType(), required=True), NestedField(2, "at", TimestamptzType(), required=True)
+)
+
+
+@pytest.mark.parametrize("batch_bytes", [None, 1000], ids=["whole", "streamed"])
+def test_a_day_sent_with_narrower_integer_keys_replaces_a_stored_wider_one(
+    config: CascadeConfig, batch_bytes: int | None
+) -> None:
+    """The stored day holds a key past 2**31; the new day's Arrow pages carry int32 keys."""
+    noon = dt.datetime(2024, 2, 1, 12, tzinfo=dt.UTC)
+    days: dict[str, list[Any]] = {"2024-02-01": [{"id": 5_000_000_000, "at": noon}, {"id": 1, "at": noon}]}
+
+    @cascade_ingestion(
+        table_name="wide",
+        unique_key="id",
+        iceberg_schema=BIG_KEYS,
+        group="lab",
+        mode="replace_partition",
+        partition_column="at",
+    )
+    def wide(partition_date: str):
+        return dlt.resource(days[partition_date], name="wide")
+
+    with isolated_registry():
+        cascade.run(wide, "2024-02-01", config=config)
+        pages = [pa.table({"id": pa.array(range(i, i + 20), pa.int32()), "at": [noon] * 20}) for i in (1, 21)]
+        days["2024-02-01"] = pages
+        streamed = dataclasses.replace(config, max_batch_bytes=batch_bytes) if batch_bytes else config
+        result = cascade.run(wide, "2024-02-01", config=streamed)
+    assert sorted(read_table(config, "lab.wide").column("id").to_pylist()) == list(range(1, 41))
+    assert result.rows_deleted == 1

@@ -20,6 +20,7 @@ types are checked when the batch is conformed (:mod:`cascade.conformance`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import json
@@ -47,6 +48,7 @@ from pyiceberg.types import (
     ListType,
     LongType,
     MapType,
+    PrimitiveType,
     StringType,
     StructType,
     TimestampType,
@@ -55,6 +57,7 @@ from pyiceberg.types import (
     UUIDType,
 )
 
+from cascade.conformance import exact_cast_allowed
 from cascade.errors import SchemaMismatchError
 from cascade.naming import normalized_name
 
@@ -307,6 +310,26 @@ class AscendingKey:
         return True
 
 
+def staged_types(schema: Schema) -> dict[str, pa.DataType | None]:
+    """The Arrow type dlt stages each column as, given :func:`column_hints` (``None``: nested).
+
+    dlt fills a column a page lacks with this type, so a page cast to it concatenates with the
+    others; :func:`cascade.conformance.conform` then casts to the table's own (``large_string``
+    for ``string``, ``float`` for ``float``) after staging.
+    """
+    from dlt.common.destination.capabilities import DestinationCapabilitiesContext
+    from dlt.common.libs.pyarrow import get_py_arrow_datatype
+
+    caps = DestinationCapabilitiesContext.generic_capabilities("parquet")
+    hints = column_hints(schema)
+    return {
+        field.name: get_py_arrow_datatype(hints[field.name], caps, "UTC")  # type: ignore[arg-type]
+        if isinstance(field.field_type, PrimitiveType)
+        else None
+        for field in schema.fields
+    }
+
+
 class RecordGuard:
     """A dlt map step: number each record, check its values, carry non-finite floats beside it.
 
@@ -322,6 +345,7 @@ class RecordGuard:
         self.refused = refused
         self.keys = keys
         self.columns = {f.name: _Column(f.name, f.field_type) for f in schema.fields}
+        self.staged_types = staged_types(schema)
         self.fields: dict[str, _Column | None] = {}  # source field -> its column (dlt's normalized name)
         self.position = 0
         self.ascending = AscendingKey(keys)
@@ -339,12 +363,33 @@ class RecordGuard:
     def _numbered(self, table: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordBatch:
         # One number for the whole item: a column of distinct numbers made dlt's parquet writer try
         # and abandon a dictionary for every file (0.7 s of a 10M-row day), a constant one costs nothing.
+        table = self._as_declared(table)
         positions = pa.array(np.full(table.num_rows, self.position, dtype=np.int64))
         self.position += table.num_rows
         self.ascending.see(table)
         if SEQUENCE in table.column_names:
             table = table.drop_columns([SEQUENCE])
         return table.append_column(SEQUENCE, positions)
+
+    def _as_declared(self, table: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordBatch:
+        """The item with each declared column cast to its table type where the cast keeps every value.
+
+        Then the staged keys are the values the table will hold (ISO strings spelling one instant
+        with two offsets are one key, not two), and pages that differ only in a widening type
+        (int32, then int64) stage as one schema. A column that cannot be cast is left as it came:
+        conforming (or the quarantine) refuses it later, naming the rows; its keys vouch for nothing.
+        """
+        for index, name in enumerate(table.column_names):
+            column = self._column(name)
+            if column is None or (target := self.staged_types[column.name]) is None:
+                continue  # JSON text for a nested column is parsed when conforming
+            source = table.schema.field(index).type
+            if source != target and exact_cast_allowed(source, target):
+                with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):  # left for conform to name
+                    table = table.set_column(index, pa.field(name, target), table.column(index).cast(target, safe=True))
+            if column.name in self.keys and table.schema.field(index).type != target:
+                self.ascending.holds = False
+        return table
 
     def _column(self, field: str) -> _Column | None:
         if field not in self.fields:

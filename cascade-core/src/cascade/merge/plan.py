@@ -197,8 +197,9 @@ def stored_files_with_keys(
         if replace is not None:
             stale = replace.holds(file_keys.column(replace.column)) & (positions < 0)
             if replace.keep is not None and stale.any():
-                keep = replace.keep.select(list(keys))
-                stale &= batch_positions(file_keys.select(list(keys)).cast(keep.schema), keep, keys) < 0
+                stored = file_keys.select(list(keys))  # the day's keys are cast to the stored types, never narrowed
+                keep = replace.keep.select(list(keys)).cast(stored.schema)
+                stale &= batch_positions(stored, keep, keys) < 0
         if not (positions >= 0).any() and not stale.any():
             return None
         file_rows, nbytes = read_columns(table, data_file, None)
