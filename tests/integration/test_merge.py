@@ -34,7 +34,9 @@ from pyiceberg.types import DateType, DoubleType, LongType, NestedField, StringT
 from cascade import INGESTED_AT, MergeOutcome, append_into, merge_into
 from cascade.catalog import initialize_main
 from cascade.errors import MergeConflictError, NullKeyError, SchemaMismatchError
+from cascade.maintenance import expire_snapshots
 from cascade.merge.batch import prepare_batch
+from cascade.merge.chunked import STAGING_GRACE, staging_branch_name
 from cascade.merge.commit import CarriedFiles
 from cascade.merge.pruning import candidate_files
 from tests.conftest import examples
@@ -393,6 +395,36 @@ def count_manifest_list_reads(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 
     monkeypatch.setattr(pyiceberg.manifest, "read_manifest_list", counted)
     return reads
+
+
+def test_a_chunked_merge_drops_the_staging_branch_a_dead_merge_left(catalog: SqlCatalog) -> None:
+    """A merge killed mid-way (kill -9) leaves its staging branch; a live one is younger than the grace."""
+    table = new_table(catalog)
+    merge_into(table, batch([("stored", 0, 1)], 0), "k")
+    head = table.refresh().current_snapshot()
+    assert head is not None
+    now = dt.datetime.now(dt.UTC)
+    dead = staging_branch_name(int((now - STAGING_GRACE - dt.timedelta(minutes=1)).timestamp() * 1000))
+    live = staging_branch_name(int(now.timestamp() * 1000))
+    for name in (dead, live):
+        table.manage_snapshots().create_branch(head.snapshot_id, name).commit()
+    merge_into(table, batch([(f"k{i}", 0, 2) for i in range(20)], 1), "k", chunk_rows=5, keys_distinct=True)
+    assert sorted(table.refresh().metadata.refs) == sorted(["main", live])
+    assert len(table_state(table)) == 21
+
+
+def test_maintenance_drops_abandoned_staging_branches(catalog: SqlCatalog) -> None:
+    table = new_table(catalog)
+    merge_into(table, batch([("stored", 0, 1)], 0), "k")
+    head = table.refresh().current_snapshot()
+    assert head is not None
+    table.manage_snapshots().create_branch(head.snapshot_id, "cascade-merge-0123456789ab").commit()  # the old naming
+    table.manage_snapshots().create_branch(head.snapshot_id, "cascade-audit-kept-for-inspection").commit()
+    later = dt.datetime.now(dt.UTC) + STAGING_GRACE + dt.timedelta(minutes=1)
+    expire_snapshots(table, older_than=dt.timedelta(days=7), retain_last=1, now=later, dry_run=True)
+    assert "cascade-merge-0123456789ab" in table.refresh().metadata.refs  # a dry run changes nothing
+    expire_snapshots(table, older_than=dt.timedelta(days=7), retain_last=1, now=later)
+    assert sorted(table.refresh().metadata.refs) == ["cascade-audit-kept-for-inspection", "main"]
 
 
 def test_a_chunk_that_rewrote_a_stored_file_is_read_by_later_chunks(catalog: SqlCatalog) -> None:

@@ -62,6 +62,7 @@ from cascade.catalog import writer_lock
 from cascade.errors import MaintenanceError, SchemaMismatchError, TransientError
 from cascade.expiry import ExpiryResult, commit_expiry, plan_expiry
 from cascade.maintenance_policy import MaintenancePolicy
+from cascade.merge.chunked import drop_abandoned_staging_branches
 from cascade.merge.commit import COMMIT_ID, commit_plan, find_commit, pause_after_conflict
 from cascade.merge.plan import MergePlan
 from cascade.pyiceberg_compat import commit_once, write_data_files
@@ -217,6 +218,10 @@ def expire_snapshots(
     if retain_last < 1:
         raise MaintenanceError(f"table {_name(table)}: retain_last must be at least 1, got {retain_last}")
     cutoff_ms = int(((now or dt.datetime.now(dt.UTC)) - older_than).timestamp() * 1000)
+    if not dry_run:  # a dead merge's staging branch would keep its snapshots (and their files) forever
+        _with_retries(
+            table, "dropping abandoned staging branches", attempts, lambda t: drop_abandoned_staging_branches(t, now)
+        )
 
     def attempt(current: Table) -> ExpiryResult:
         plan = plan_expiry(current, cutoff_ms=cutoff_ms, retain_last=retain_last)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 
@@ -18,6 +20,46 @@ from cascade.merge.commit import CarriedFiles
 from cascade.merge.engine import MergeOutcome, commit_carried, merge_batch
 from cascade.merge.plan import BeforeCommit, PartitionReplace
 from cascade.pyiceberg_compat import move_branch
+
+STAGING_PREFIX = "cascade-merge-"
+STAGING_GRACE = dt.timedelta(days=1)
+"""A chunked merge's staging branch older than this belongs to a merge that died (kill -9, a lost
+machine) and is dropped by the next chunked merge of the table or its maintenance. A live merge is
+far younger: a run's deadline is minutes."""
+
+
+def staging_branch_name(now_ms: int) -> str:
+    return f"{STAGING_PREFIX}{now_ms}-{uuid.uuid4().hex[:8]}"
+
+
+def abandoned_staging_branches(table: Table, now: dt.datetime, grace: dt.timedelta = STAGING_GRACE) -> list[str]:
+    """Staging branches of chunked merges created before ``now - grace`` (by the time in their name;
+    for names without one, by their head snapshot, which is no younger than the branch)."""
+    cutoff_ms = (now - grace).timestamp() * 1000
+    found = []
+    for name, ref in table.metadata.refs.items():
+        if not name.startswith(STAGING_PREFIX):
+            continue
+        stamp = name[len(STAGING_PREFIX) :].split("-", 1)[0]
+        if stamp.isdigit() and len(stamp) == 13:  # milliseconds; the old names held 12 hex digits
+            created_ms = int(stamp)
+        else:
+            snapshot = table.snapshot_by_id(ref.snapshot_id)
+            created_ms = snapshot.timestamp_ms if snapshot is not None else 0
+        if created_ms < cutoff_ms:
+            found.append(name)
+    return sorted(found)
+
+
+def drop_abandoned_staging_branches(table: Table, now: dt.datetime | None = None) -> list[str]:
+    """Drop the staging branches merges left behind (their snapshots and files then expire as usual)."""
+    abandoned = abandoned_staging_branches(table, now or dt.datetime.now(dt.UTC))
+    if abandoned:
+        snapshots = table.manage_snapshots()
+        for name in abandoned:
+            snapshots = snapshots.remove_branch(name)
+        snapshots.commit()
+    return abandoned
 
 
 def merge_in_chunks(
@@ -68,7 +110,9 @@ def merge_in_chunks(
     start_ref = table.metadata.refs.get(branch)
     head = table.snapshot_by_name(branch) or table.snapshot_by_name(MAIN_BRANCH)
     assert head is not None
-    staging = f"cascade-merge-{uuid.uuid4().hex[:12]}"
+    with contextlib.suppress(CommitFailedException):  # housekeeping; another merge may be dropping them too
+        drop_abandoned_staging_branches(table)
+    staging = staging_branch_name(int(time.time() * 1000))
     table.manage_snapshots().create_branch(head.snapshot_id, staging).commit()
     outcomes: list[MergeOutcome] = []
     # With every key of the batch distinct, a chunk that only inserts writes files holding its own
