@@ -161,8 +161,8 @@ def merge_batch(
         expire_on_commit(table)
         return _outcome(plan, batch.num_rows, deduplicated, added, snapshot_id, attempt)
     raise MergeConflictError(
-        f"table {'.'.join(table.name())}, branch {branch!r}: concurrent commits invalidated the merge "
-        f"{max_attempts} times; try again"
+        f"table {'.'.join(table.name())}, branch {branch!r}: concurrent commits invalidated the write "
+        f"{max_attempts} times; nothing was committed, try again"
     )
 
 
