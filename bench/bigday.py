@@ -169,7 +169,8 @@ def main() -> None:
     cases = [("arrow", n) for n in ([100_000] if args.smoke else args.sizes)]
     if args.shuffled:
         cases.append(("arrow-shuffled", max(n for _, n in cases)))
-    cases.append(("json", 20_000 if args.smoke else args.json_rows))
+    if args.smoke or args.json_rows:
+        cases.append(("json", 20_000 if args.smoke else args.json_rows))
     rows_out = []
     for kind, rows in cases:
         runs: list[dict[str, Any]] = []

@@ -400,6 +400,18 @@ def test_arrow_pages_that_differ_in_a_widening_type_land_together(
     assert sorted(stored(config)) == ["a", "b"]
 
 
+@pytest.mark.parametrize("batch_bytes", [None, 300], ids=["whole", "streamed"])
+def test_a_null_key_names_the_asset_and_partition_once(config: CascadeConfig, batch_bytes: int | None) -> None:
+    day = [{"id": f"k{i:02d}", "n": i} for i in range(30)] + [{"id": None, "n": 30}]
+    if batch_bytes is not None:
+        config = dataclasses.replace(config, max_batch_bytes=batch_bytes)
+    with isolated_registry(), pytest.raises(SchemaMismatchError) as caught:
+        cascade.run(things_asset({"2024-01-01": day}), "2024-01-01", config=config)
+    assert str(caught.value).count("asset 'things'") == 1 and "'id'" in str(caught.value)
+    # nothing stored (a streamed first day has created the table, empty, to fork its staging branch)
+    assert snapshot_id(config, TABLE) is None or read_table(config, TABLE).num_rows == 0
+
+
 def test_a_float_key_is_refused_when_the_asset_is_defined(registry) -> None:
     """0.0 and -0.0 are equal floats with different bits: as keys they would be one row or two."""
     schema = Schema(NestedField(1, "k", DoubleType(), required=False))

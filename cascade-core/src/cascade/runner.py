@@ -709,6 +709,8 @@ def catalog_errors(resolved: ResolvedRun) -> Iterator[None]:
     except SchemaEvolutionError:
         raise
     except SchemaMismatchError as error:
+        if str(error).startswith(where):  # a streamed day's chunks are conformed in here, already named
+            raise
         raise SchemaMismatchError(f"{where}: {error}") from None
     except CatalogError as error:
         raise CatalogError(f"{where}: {error}") from None
