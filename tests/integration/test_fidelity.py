@@ -335,8 +335,10 @@ def test_a_value_its_column_cannot_hold_is_refused_naming_it(
     assert snapshot_id(config, TABLE) == before
 
 
-def test_an_arrow_value_its_column_cannot_hold_is_refused_naming_it(config: CascadeConfig) -> None:
-    pages = [pa.table({"id": ["a", "b"], "small": pa.array([1, 2**40], pa.int64())})]
+@pytest.mark.parametrize("clean_pages", [0, 2], ids=["one-page", "among-clean-pages"])
+def test_an_arrow_value_its_column_cannot_hold_is_refused_naming_it(config: CascadeConfig, clean_pages: int) -> None:
+    clean = [pa.table({"id": [f"z{i}"], "small": pa.array([i], pa.int64())}) for i in range(clean_pages)]
+    pages = [*clean, pa.table({"id": ["a", "b"], "small": pa.array([1, 2**40], pa.int64())})]
     with isolated_registry(), pytest.raises(SchemaMismatchError) as caught:
         cascade.run(things_asset({"2024-01-01": pages}), "2024-01-01", config=config)
     assert "column 'small' cannot be stored as int" in str(caught.value)
@@ -388,6 +390,9 @@ def test_one_instant_spelled_two_ways_in_arrow_pages_is_one_key(config: CascadeC
             id="string-then-large_string",
         ),
         pytest.param([pa.table({"id": ["a"], "s": ["x"]}), pa.table({"id": ["b"]})], id="a-column-missing"),
+        pytest.param(
+            [pa.table({"id": pa.array(["a"]).dictionary_encode()}), pa.table({"id": ["b"]})], id="dictionary-then-plain"
+        ),
     ],
 )
 def test_arrow_pages_that_differ_in_a_widening_type_land_together(

@@ -268,11 +268,16 @@ def test_a_wrong_policy_is_refused_at_import(kwargs: dict[str, Any], message: st
             return []
 
 
-def test_arrow_rows_that_cannot_be_cast_are_quarantined_with_their_values(config: CascadeConfig) -> None:
+@pytest.mark.parametrize("clean_pages", [0, 3], ids=["one-page", "among-clean-pages"])
+def test_arrow_rows_that_cannot_be_cast_are_quarantined_with_their_values(
+    config: CascadeConfig, clean_pages: int
+) -> None:
+    """Only some pages hold the bad value: each page is cast before staging, so all must stage alike."""
     import pyarrow
     from pyiceberg.types import IntegerType
 
     small = Schema(NestedField(1, "id", StringType(), required=True), NestedField(2, "n", IntegerType()))
+    clean = [pyarrow.table({"id": [f"z{i}"], "n": pyarrow.array([i], pyarrow.int64())}) for i in range(clean_pages)]
     page = pyarrow.table({"id": ["a", "b", "c"], "n": pyarrow.array([1, 2**40, 3], pyarrow.int64())})
 
     @cascade_ingestion(
@@ -284,11 +289,12 @@ def test_arrow_rows_that_cannot_be_cast_are_quarantined_with_their_values(config
         max_invalid_fraction=0.5,
     )
     def small_things(partition_date: str):
-        return dlt.resource([page], name="small")
+        return dlt.resource([*clean, page, *clean], name="small")
 
     with isolated_registry():
         result = cascade.run(small_things, "2024-01-01", config=config)
-    assert {r["id"]: r["n"] for r in read_table(config, "q.small").to_pylist()} == {"a": 1, "c": 3}
+    stored = {r["id"]: r["n"] for r in read_table(config, "q.small").to_pylist()}
+    assert stored == {"a": 1, "c": 3, **{f"z{i}": i for i in range(clean_pages)}}
     (kept,) = read_quarantine(open_catalog(config), ("q", "small__quarantine")).to_pylist()
     assert json.loads(kept["record"]) == {"id": "b", "n": 2**40} and json.loads(kept["checks"]) == ["n: type"]
     assert kept["detail"] == f"n: {2**40} cannot be stored as int"

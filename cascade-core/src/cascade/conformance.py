@@ -152,6 +152,20 @@ def _offenders(column: pa.ChunkedArray, target: pa.DataType, batch: pa.Table, ke
     return f" (at {', '.join(named)})"
 
 
+def uncastable_positions(column: pa.ChunkedArray | pa.Array, target: pa.DataType) -> list[int]:
+    """Positions of the values a safe cast to ``target`` refuses."""
+    values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if _casts(values, target):
+        return []
+    bad: list[int] = []
+    for start in range(0, len(values), OFFENDER_SLICE):  # slices first, then rows within a failing slice
+        if _casts(values.slice(start, OFFENDER_SLICE), target):
+            continue
+        stop = min(start + OFFENDER_SLICE, len(values))
+        bad.extend(p for p in range(start, stop) if not _casts(values.slice(p, 1), target))
+    return bad
+
+
 def _casts(values: pa.Array, target: pa.DataType) -> bool:
     try:
         values.cast(target, safe=True)

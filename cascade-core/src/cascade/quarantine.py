@@ -33,12 +33,11 @@ from pyiceberg.types import NestedField, StringType, TimestamptzType
 
 from cascade.conformance import (
     EXAMPLE_ROWS,
-    OFFENDER_SLICE,
-    _casts,
     arrow_schema,
     conform,
     exact_cast_allowed,
     reject_null_keys,
+    uncastable_positions,
 )
 from cascade.errors import RunError, TerminalError
 from cascade.records import RefusedRecord, as_json
@@ -171,7 +170,7 @@ def split_unconvertible(batch: pa.Table, schema: Schema, keys: tuple[str, ...]) 
             continue
         if pa.types.is_nested(column_field.type):
             continue  # JSON text from dlt: conform parses it and names the column
-        for position in _uncastable_positions(column, column_field.type):
+        for position in uncastable_positions(column, column_field.type):
             declared = str(schema.find_field(column_field.name).field_type)
             value = column[position].as_py()
             problems.setdefault(position, []).append((column_field.name, f"{value!r} cannot be stored as {declared}"))
@@ -184,19 +183,6 @@ def split_unconvertible(batch: pa.Table, schema: Schema, keys: tuple[str, ...]) 
 
 def _null_positions(column: pa.ChunkedArray) -> list[int]:
     return [p for p, valid in enumerate(column.is_valid().to_pylist()) if not valid]
-
-
-def _uncastable_positions(column: pa.ChunkedArray, target: pa.DataType) -> list[int]:
-    values = column.combine_chunks()
-    if _casts(values, target):
-        return []
-    bad: list[int] = []
-    for start in range(0, len(values), OFFENDER_SLICE):  # slices first, then rows within a failing slice
-        if _casts(values.slice(start, OFFENDER_SLICE), target):
-            continue
-        stop = min(start + OFFENDER_SLICE, len(values))
-        bad.extend(p for p in range(start, stop) if not _casts(values.slice(p, 1), target))
-    return bad
 
 
 def _invalid_row(batch: pa.Table, position: int, keys: tuple[str, ...], reasons: list[tuple[str, str]]) -> InvalidRow:

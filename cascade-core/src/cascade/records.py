@@ -20,7 +20,6 @@ types are checked when the batch is conformed (:mod:`cascade.conformance`).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import decimal
 import json
@@ -57,7 +56,7 @@ from pyiceberg.types import (
     UUIDType,
 )
 
-from cascade.conformance import exact_cast_allowed
+from cascade.conformance import cast_exactly, exact_cast_allowed, uncastable_positions
 from cascade.errors import SchemaMismatchError
 from cascade.naming import normalized_name
 
@@ -346,6 +345,7 @@ class RecordGuard:
         self.keys = keys
         self.columns = {f.name: _Column(f.name, f.field_type) for f in schema.fields}
         self.staged_types = staged_types(schema)
+        self.declared = {f.name: str(f.field_type) for f in schema.fields}
         self.fields: dict[str, _Column | None] = {}  # source field -> its column (dlt's normalized name)
         self.position = 0
         self.ascending = AscendingKey(keys)
@@ -376,20 +376,58 @@ class RecordGuard:
 
         Then the staged keys are the values the table will hold (ISO strings spelling one instant
         with two offsets are one key, not two), and pages that differ only in a widening type
-        (int32, then int64) stage as one schema. A column that cannot be cast is left as it came:
-        conforming (or the quarantine) refuses it later, naming the rows; its keys vouch for nothing.
+        (int32, then int64) stage as one schema. A value its column cannot hold is refused here,
+        naming the column and rows, or quarantined (see :meth:`_without_uncastable`); a type that
+        can never be cast is left for conforming to refuse, and its keys vouch for nothing.
         """
         for index, name in enumerate(table.column_names):
             column = self._column(name)
             if column is None or (target := self.staged_types[column.name]) is None:
                 continue  # JSON text for a nested column is parsed when conforming
             source = table.schema.field(index).type
+            if pa.types.is_dictionary(source):  # decoding loses nothing
+                table = table.set_column(
+                    index, pa.field(name, source.value_type), table.column(index).cast(source.value_type)
+                )
+                source = source.value_type
             if source != target and exact_cast_allowed(source, target):
-                with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):  # left for conform to name
-                    table = table.set_column(index, pa.field(name, target), table.column(index).cast(target, safe=True))
+                try:
+                    cast = table.column(index).cast(target, safe=True)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    whole = pa.Table.from_batches([table]) if isinstance(table, pa.RecordBatch) else table
+                    table = self._without_uncastable(whole, index, column)
+                    cast = table.column(index).cast(target, safe=True)
+                table = table.set_column(index, pa.field(name, target), cast)
             if column.name in self.keys and table.schema.field(index).type != target:
-                self.ascending.holds = False
+                self.ascending.holds = False  # a type conforming refuses: the run fails there anyway
         return table
+
+    def _without_uncastable(self, table: pa.Table, index: int, column: _Column) -> pa.Table:
+        """Refuse the rows whose value in ``table``'s column ``index`` its column cannot hold.
+
+        Raises :class:`SchemaMismatchError` naming the column and the rows, or, when collecting
+        (quarantine), appends each row to ``refused`` and returns the table without them: every
+        page then stages with the same types, whichever pages held a bad value.
+        """
+        target, declared = self.staged_types[column.name], self.declared[column.name]
+        assert target is not None
+        if self.refused is None:
+            cast_exactly(
+                table.column(index),
+                pa.field(column.name, target),
+                declared,
+                where=self.where,
+                batch=table,
+                keys=self.keys,
+            )
+        assert self.refused is not None  # cast_exactly raised for the rows the cast refused
+        bad = uncastable_positions(table.column(index), target)
+        for position in bad:
+            row = table.slice(position, 1).to_pylist()[0]
+            problem = f"{table.column(index)[position].as_py()!r} cannot be stored as {declared}"
+            self.refused.append(self._refusal(row, column.name, problem))
+        refused = set(bad)
+        return table.filter(pa.array([p not in refused for p in range(table.num_rows)], pa.bool_()))
 
     def _column(self, field: str) -> _Column | None:
         if field not in self.fields:
