@@ -159,6 +159,12 @@ def test_safe_branch_names(branch: str) -> None:
     assert check_branch_name(branch) == branch
 
 
+def test_a_staging_branch_name_is_refused_to_users() -> None:
+    """Chunked merges drop day-old cascade-merge-* branches: a user's branch so named would go too."""
+    with pytest.raises(ConfigurationError, match="are Cascade's staging branches"):
+        check_branch_name("cascade-merge-review")
+
+
 @pytest.mark.parametrize("branch", ["..", "main\u200b", "dev\x00"], ids=["parent", "zero-width-space", "nul"])
 def test_the_cli_refuses_an_unsafe_branch_as_usage(cli, numbers: Any, branch: str) -> None:  # type: ignore[no-untyped-def]
     for args in (

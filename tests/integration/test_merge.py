@@ -24,10 +24,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyiceberg.catalog.sql import SqlCatalog
-from pyiceberg.exceptions import ResolveError
+from pyiceberg.exceptions import CommitFailedException, ResolveError
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
+from pyiceberg.table.update.snapshot import ManageSnapshots
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import DateType, DoubleType, LongType, NestedField, StringType, TimestamptzType
 
@@ -411,6 +412,26 @@ def test_a_chunked_merge_drops_the_staging_branch_a_dead_merge_left(catalog: Sql
     merge_into(table, batch([(f"k{i}", 0, 2) for i in range(20)], 1), "k", chunk_rows=5, keys_distinct=True)
     assert sorted(table.refresh().metadata.refs) == sorted(["main", live])
     assert len(table_state(table)) == 21
+
+
+def test_a_commit_racing_the_staging_fork_is_a_retryable_conflict(
+    catalog: SqlCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalog refuses the fork because another commit landed inside its commit window. That
+    window cannot be hit on purpose, so the catalog's refusal is simulated (pyiceberg's exception)."""
+    table = new_table(catalog)
+    merge_into(table, batch([("stored", 0, 1)], 0), "k")
+    real_commit = ManageSnapshots.commit
+
+    def refused_once(self: ManageSnapshots) -> Any:
+        monkeypatch.setattr(ManageSnapshots, "commit", real_commit)
+        raise CommitFailedException("Table has been updated by another process")
+
+    monkeypatch.setattr(ManageSnapshots, "commit", refused_once)
+    with pytest.raises(MergeConflictError, match="try again") as caught:
+        merge_into(table, batch([(f"k{i}", 0, 2) for i in range(10)], 1), "k", chunk_rows=5, keys_distinct=True)
+    assert caught.value.transient
+    assert sorted(table_state(table)) == ["stored"] and sorted(table.refresh().metadata.refs) == ["main"]
 
 
 def test_maintenance_drops_abandoned_staging_branches(catalog: SqlCatalog) -> None:

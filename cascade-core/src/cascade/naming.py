@@ -50,10 +50,19 @@ BRANCH_RULE = (
 )
 
 
+STAGING_BRANCH_PREFIX = "cascade-merge-"
+"""Chunked merges' private staging branches (dropped once abandoned): no user branch is named so."""
+
+
 def check_branch_name(branch: str) -> str:
     """A branch name from the safe set (:data:`BRANCH_RULE`); anything else is a usage error."""
     if len(branch) > BRANCH_NAME_MAX or ".." in branch or not BRANCH_NAME.fullmatch(branch):
         raise ConfigurationError(f"branch {branch!r} is not a valid branch name: use {BRANCH_RULE}")
+    if branch.startswith(STAGING_BRANCH_PREFIX):
+        raise ConfigurationError(
+            f"branch {branch!r}: names starting with {STAGING_BRANCH_PREFIX!r} are Cascade's staging branches "
+            "(dropped when a day old); choose another name"
+        )
     return branch
 
 

@@ -19,9 +19,10 @@ from cascade.errors import MergeConflictError
 from cascade.merge.commit import CarriedFiles
 from cascade.merge.engine import MergeOutcome, commit_carried, merge_batch
 from cascade.merge.plan import BeforeCommit, PartitionReplace
+from cascade.naming import STAGING_BRANCH_PREFIX
 from cascade.pyiceberg_compat import move_branch
 
-STAGING_PREFIX = "cascade-merge-"
+STAGING_PREFIX = STAGING_BRANCH_PREFIX
 STAGING_GRACE = dt.timedelta(days=1)
 """A chunked merge's staging branch older than this belongs to a merge that died (kill -9, a lost
 machine) and is dropped by the next chunked merge of the table or its maintenance. A live merge is
@@ -113,7 +114,13 @@ def merge_in_chunks(
     with contextlib.suppress(CommitFailedException):  # housekeeping; another merge may be dropping them too
         drop_abandoned_staging_branches(table)
     staging = staging_branch_name(int(time.time() * 1000))
-    table.manage_snapshots().create_branch(head.snapshot_id, staging).commit()
+    try:
+        table.manage_snapshots().create_branch(head.snapshot_id, staging).commit()
+    except CommitFailedException:
+        raise MergeConflictError(
+            f"table {'.'.join(table.name())}: another commit landed while a chunked merge forked its staging "
+            "branch; try again"
+        ) from None
     outcomes: list[MergeOutcome] = []
     # With every key of the batch distinct, a chunk that only inserts writes files holding its own
     # keys alone: no later chunk needs to read them (with random keys, every file's key range
