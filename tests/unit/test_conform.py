@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import pyarrow as pa
 import pytest
 from pyiceberg.schema import Schema
-from pyiceberg.types import DoubleType, IntegerType, LongType, NestedField, StringType, TimestamptzType
+from pyiceberg.types import DoubleType, FloatType, IntegerType, LongType, NestedField, StringType, TimestamptzType
 
 from cascade.conformance import conform, null_safe_equal, reject_null_keys
 from cascade.errors import NullKeyError, SchemaMismatchError
@@ -37,6 +38,7 @@ WIDE = Schema(
     NestedField(3, "i", IntegerType(), required=False),
     NestedField(4, "s", StringType(), required=False),
     NestedField(5, "at", TimestamptzType(), required=False),
+    NestedField(6, "f", FloatType(), required=False),
 )
 
 
@@ -60,12 +62,26 @@ WIDE = Schema(
             id="overflow",
         ),
         pytest.param("d", pa.array([2**53 + 1]), r"column 'd' cannot be stored as double", id="inexact-double"),
+        pytest.param("f", pa.array([1e300]), r"column 'f' cannot be stored as float.*at row 0", id="float-overflow"),
+        pytest.param("f", pa.array([1e-50]), r"column 'f' cannot be stored as float.*at row 0", id="float-underflow"),
+        pytest.param("f", pa.array([2**24 + 1]), r"column 'f' cannot be stored as float", id="inexact-float"),
     ],
 )
 def test_refuses_a_cast_that_would_change_values(column: str, values: pa.Array, message: str) -> None:
     batch = pa.table({"id": ["k"], column: values})
     with pytest.raises(SchemaMismatchError, match=message):
         conform(batch, WIDE, where="asset 'x'", keys=("id",))
+
+
+def test_a_float_column_rounds_a_doubles_digits_but_keeps_its_magnitude() -> None:
+    values = [0.1, -0.0, float("inf"), float("nan"), None, 2.0**24, 3.4e38]
+    rows = conform(pa.table({"id": ["k"] * len(values), "f": pa.array(values)}), WIDE)
+    assert rows.column("f").to_pylist()[:3] == [pa.scalar(0.1, pa.float32()).as_py(), -0.0, float("inf")]
+    assert math.isnan(rows.column("f")[3].as_py()) and rows.column("f").to_pylist()[4:] == [
+        None,
+        2.0**24,
+        pa.scalar(3.4e38, pa.float32()).as_py(),
+    ]
 
 
 def test_lossless_casts_keep_every_value() -> None:

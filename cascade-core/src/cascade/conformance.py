@@ -127,7 +127,7 @@ def cast_exactly(
     if pa.types.is_nested(target) and (pa.types.is_string(source) or pa.types.is_large_string(source)):
         return _parse_json(column, field, declared, where)
     try:
-        return column.cast(target, safe=True)
+        return safe_cast(column, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
         offenders = _offenders(column, target, batch, keys)
         message = f"{where}: column {field.name!r} cannot be stored as {declared}: {error}{offenders}"
@@ -136,39 +136,55 @@ def cast_exactly(
 
 def _offenders(column: pa.ChunkedArray, target: pa.DataType, batch: pa.Table, keys: tuple[str, ...]) -> str:
     """Where the first values that fail the cast are: their row positions and keys."""
-    values = column.combine_chunks()
-    bad: list[int] = []
-    for start in range(0, len(values), OFFENDER_SLICE):  # slices first, then rows within a failing slice
-        if len(bad) >= EXAMPLE_ROWS:
-            break
-        if _casts(values.slice(start, OFFENDER_SLICE), target):
-            continue
-        stop = min(start + OFFENDER_SLICE, len(values))
-        bad.extend(p for p in range(start, stop) if not _casts(values.slice(p, 1), target))
-        bad = bad[:EXAMPLE_ROWS]
+    bad = uncastable_positions(column, target, limit=EXAMPLE_ROWS)
     if not bad:
         return ""
     named = [f"row {p}" + (f" (key {_key_at(batch, keys, p)})" if keys else "") for p in bad]
     return f" (at {', '.join(named)})"
 
 
-def uncastable_positions(column: pa.ChunkedArray | pa.Array, target: pa.DataType) -> list[int]:
-    """Positions of the values a safe cast to ``target`` refuses."""
+def uncastable_positions(
+    column: pa.ChunkedArray | pa.Array, target: pa.DataType, limit: int | None = None
+) -> list[int]:
+    """Positions of the values :func:`safe_cast` to ``target`` refuses (the first ``limit``)."""
     values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if _casts(values, target):
         return []
     bad: list[int] = []
     for start in range(0, len(values), OFFENDER_SLICE):  # slices first, then rows within a failing slice
+        if limit is not None and len(bad) >= limit:
+            break
         if _casts(values.slice(start, OFFENDER_SLICE), target):
             continue
         stop = min(start + OFFENDER_SLICE, len(values))
         bad.extend(p for p in range(start, stop) if not _casts(values.slice(p, 1), target))
-    return bad
+    return bad[:limit] if limit is not None else bad
+
+
+def safe_cast(values: pa.ChunkedArray | pa.Array, target: pa.DataType) -> pa.ChunkedArray | pa.Array:
+    """Arrow's safe cast, and into a 32-bit float no finite value may become infinite, none but
+    zero may become zero, and an integer must stay itself (a float column rounds a double's
+    digits, as declaring it asks, but never its magnitude)."""
+    cast = values.cast(target, safe=True)
+    if pa.types.is_float32(target) and len(values) and _narrowed(values, cast):
+        raise pa.ArrowInvalid("a value does not fit a 32-bit float: it would become infinite, zero or another integer")
+    return cast
+
+
+def _narrowed(values: pa.ChunkedArray | pa.Array, cast: pa.ChunkedArray | pa.Array) -> bool:
+    if pa.types.is_integer(values.type):
+        changed = pc.not_equal(pc.cast(cast, values.type, safe=False), values)
+    else:
+        before, after = pc.cast(values, pa.float64()), pc.cast(cast, pa.float64())
+        overflow = pc.and_(pc.is_finite(before), pc.invert(pc.is_finite(after)))
+        underflow = pc.and_(pc.not_equal(before, 0), pc.equal(after, 0))
+        changed = pc.or_(overflow, underflow)
+    return bool(pc.any(pc.fill_null(changed, False)).as_py())
 
 
 def _casts(values: pa.Array, target: pa.DataType) -> bool:
     try:
-        values.cast(target, safe=True)
+        safe_cast(values, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return False
     return True

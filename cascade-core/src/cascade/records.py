@@ -56,7 +56,7 @@ from pyiceberg.types import (
     UUIDType,
 )
 
-from cascade.conformance import cast_exactly, exact_cast_allowed, uncastable_positions
+from cascade.conformance import cast_exactly, exact_cast_allowed, safe_cast, uncastable_positions
 from cascade.errors import SchemaMismatchError
 from cascade.naming import normalized_name
 
@@ -392,11 +392,11 @@ class RecordGuard:
                 source = source.value_type
             if source != target and exact_cast_allowed(source, target):
                 try:
-                    cast = table.column(index).cast(target, safe=True)
+                    cast = safe_cast(table.column(index), target)
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                     whole = pa.Table.from_batches([table]) if isinstance(table, pa.RecordBatch) else table
                     table = self._without_uncastable(whole, index, column)
-                    cast = table.column(index).cast(target, safe=True)
+                    cast = safe_cast(table.column(index), target)
                 table = table.set_column(index, pa.field(name, target), cast)
             if column.name in self.keys and table.schema.field(index).type != target:
                 self.ascending.holds = False  # a type conforming refuses: the run fails there anyway
