@@ -179,14 +179,23 @@ def test_random_batches_round_trip_exactly(
 page_row = st.tuples(st.sampled_from("abcdef"), st.integers(-(2**63), 2**63 - 1), st.none() | floats)
 
 
-def as_page(rows: list[tuple[str, int, float | None]]) -> pa.Table:
-    return pa.table(
-        {"id": [k for k, _, _ in rows], "n": pa.array([n for _, n, _ in rows], pa.int64()), "f": [f for *_, f in rows]},
-        schema=pa.schema([("id", pa.string()), ("n", pa.int64()), ("f", pa.float64())]),
-    )
+def as_page(rows: list[tuple[str, int, float | None]], types: str = "plain") -> pa.Table:
+    """A page of rows, its columns typed as the source chose: pages of one day may differ (the
+    guard casts each to the staged types: a narrower int, a dictionary, a large string)."""
+    ids = pa.array([k for k, _, _ in rows], pa.string())
+    numbers = [n for _, n, _ in rows]
+    narrow = types == "narrow" and all(-(2**31) <= n < 2**31 for n in numbers)
+    if types == "dictionary":
+        ids = ids.dictionary_encode()
+    elif types == "large":
+        ids = ids.cast(pa.large_string())
+    n = pa.array(numbers, pa.int32() if narrow else pa.int64())
+    return pa.table({"id": ids, "n": n, "f": pa.array([f for *_, f in rows], pa.float64())})
 
 
-pages_and_records = st.lists(st.lists(page_row, max_size=6).map(as_page) | page_row, min_size=1, max_size=8)
+page_types = st.sampled_from(["plain", "narrow", "dictionary", "large"])
+page = st.builds(as_page, st.lists(page_row, max_size=6), page_types)
+pages_and_records = st.lists(page | page_row, min_size=1, max_size=8)
 
 
 @settings(max_examples=examples(16), deadline=None, suppress_health_check=[HealthCheck.too_slow])
