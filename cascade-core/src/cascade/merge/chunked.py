@@ -22,7 +22,6 @@ from cascade.merge.plan import BeforeCommit, PartitionReplace
 from cascade.naming import STAGING_BRANCH_PREFIX
 from cascade.pyiceberg_compat import move_branch
 
-STAGING_PREFIX = STAGING_BRANCH_PREFIX
 STAGING_GRACE = dt.timedelta(days=1)
 """A chunked merge's staging branch older than this belongs to a merge that died (kill -9, a lost
 machine) and is dropped by the next chunked merge of the table or its maintenance. A live merge is
@@ -30,7 +29,7 @@ far younger: a run's deadline is minutes."""
 
 
 def staging_branch_name(now_ms: int) -> str:
-    return f"{STAGING_PREFIX}{now_ms}-{uuid.uuid4().hex[:8]}"
+    return f"{STAGING_BRANCH_PREFIX}{now_ms}-{uuid.uuid4().hex[:8]}"
 
 
 def abandoned_staging_branches(table: Table, now: dt.datetime, grace: dt.timedelta = STAGING_GRACE) -> list[str]:
@@ -39,9 +38,9 @@ def abandoned_staging_branches(table: Table, now: dt.datetime, grace: dt.timedel
     cutoff_ms = (now - grace).timestamp() * 1000
     found = []
     for name, ref in table.metadata.refs.items():
-        if not name.startswith(STAGING_PREFIX):
+        if not name.startswith(STAGING_BRANCH_PREFIX):
             continue
-        stamp = name[len(STAGING_PREFIX) :].split("-", 1)[0]
+        stamp = name[len(STAGING_BRANCH_PREFIX) :].split("-", 1)[0]
         if stamp.isdigit() and len(stamp) == 13:  # milliseconds; the old names held 12 hex digits
             created_ms = int(stamp)
         else:
