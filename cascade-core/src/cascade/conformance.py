@@ -202,9 +202,14 @@ def _parse_json(column: pa.ChunkedArray, field: pa.Field, declared: str, where: 
         raise SchemaMismatchError(f"{where}: column {field.name!r} cannot be stored as {declared}: {error}") from None
 
 
+def floating_keys(schema: Schema, keys: tuple[str, ...]) -> list[str]:
+    """The unique-key columns that are floats or doubles (see :data:`FLOATING_KEYS`)."""
+    return [k for k in keys if isinstance(schema.find_field(k).field_type, FloatType | DoubleType)]
+
+
 def reject_floating_keys(schema: Schema, keys: tuple[str, ...], *, where: str = "batch") -> None:
     """Raise :class:`SchemaMismatchError` when a unique-key column is a float or double."""
-    floating = [k for k in keys if isinstance(schema.find_field(k).field_type, FloatType | DoubleType)]
+    floating = floating_keys(schema, keys)
     if floating:
         raise SchemaMismatchError(f"{where}: column(s) {floating}: {FLOATING_KEYS}")
 

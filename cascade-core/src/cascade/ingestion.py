@@ -15,9 +15,9 @@ from croniter import croniter
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.transforms import DayTransform, IdentityTransform
-from pyiceberg.types import DateType, DoubleType, FloatType, TimestampType, TimestamptzType
+from pyiceberg.types import DateType, TimestampType, TimestamptzType
 
-from cascade.conformance import FLOATING_KEYS
+from cascade.conformance import FLOATING_KEYS, floating_keys
 from cascade.errors import AssetDefinitionError
 from cascade.naming import is_normalized, normalized_name
 from cascade.spec import (
@@ -196,7 +196,7 @@ def build_spec(
     if INGESTED_AT in columns:
         raise fail("iceberg_schema", f"{INGESTED_AT!r} is added by Cascade; remove it from the schema")
     keys = _check_unique_key(unique_key, columns, fail)
-    floating = [k for k in keys if isinstance(iceberg_schema.find_field(k).field_type, FloatType | DoubleType)]
+    floating = floating_keys(iceberg_schema, keys)
     if floating:
         raise fail("unique_key", f"column(s) {floating}: {FLOATING_KEYS}")
     spec = _check_partition_spec(partition_spec, iceberg_schema, fail)
