@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException
@@ -17,7 +18,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.table.update import AssertRefSnapshotId, AssertTableUUID
 from pyiceberg.transforms import IdentityTransform
-from pyiceberg.types import LongType, NestedField, StringType
+from pyiceberg.types import ListType, LongType, NestedField, StringType, StructType
 
 from cascade.pyiceberg_compat import commit_once, move_branch, require_ref_heads, staged_updates, write_data_files
 from cascade.snapshots import commit_overwrite
@@ -47,6 +48,53 @@ def test_write_data_files_writes_one_file_per_partition_and_commits_nothing(tabl
     assert sorted((tuple(f.partition), f.record_count) for f in files) == [((1,), 2), ((2,), 1)]  # type: ignore[arg-type]
     assert all(table.io.new_input(f.file_path).exists() for f in files)
     assert table.refresh().current_snapshot() is None
+
+
+def column_dictionaries(path: str) -> dict[str, bool]:
+    metadata = pq.read_metadata(path.removeprefix("file://"))
+    chunks = [metadata.row_group(0).column(i) for i in range(metadata.num_columns)]
+    return {chunk.path_in_schema: chunk.has_dictionary_page for chunk in chunks}
+
+
+@pytest.mark.parametrize("partitioned", [False, True], ids=["unpartitioned", "partitioned"])
+def test_a_one_column_key_is_written_without_a_dictionary_and_the_rest_as_pyiceberg_writes(
+    tmp_path: Path, partitioned: bool
+) -> None:
+    """The column name needs sanitizing in Parquet ("key-id"), and the table has nested columns."""
+    catalog = SqlCatalog("compat", uri=f"sqlite:///{tmp_path}/catalog.db", warehouse=f"file://{tmp_path}/warehouse")
+    catalog.create_namespace("lake")
+    schema = Schema(
+        NestedField(1, "key-id", LongType(), required=False),
+        NestedField(2, "p", LongType(), required=False),
+        NestedField(3, "s", StructType(NestedField(4, "x", StringType(), required=False)), required=False),
+        NestedField(5, "l", ListType(6, StringType(), element_required=False), required=False),
+    )
+    table = catalog.create_table("lake.t", schema, partition_spec=BY_P if partitioned else PartitionSpec())
+    given = pa.table(
+        {
+            "key-id": pa.array(range(6), pa.int64()),
+            "p": pa.array([1, 1, 2, 2, 2, 2], pa.int64()),
+            "s": [{"x": "a"}, {"x": None}, None, {"x": "a"}, {"x": "é"}, {"x": "a"}],
+            "l": [["q"], [], None, ["q", None], ["q"], ["r"]],
+        }
+    )
+    ours = sorted(write_data_files(table.metadata, given, table.io, ("key-id",)), key=lambda f: str(f.partition))
+    theirs = sorted(write_data_files(table.metadata, given, table.io), key=lambda f: str(f.partition))
+
+    assert [column_dictionaries(f.file_path) for f in ours] == [
+        {"key_x2Did": False, "p": True, "s.x": True, "l.list.element": True}
+    ] * len(ours)
+    assert all(column_dictionaries(f.file_path)["key_x2Did"] for f in theirs)
+    statistics = ("partition", "record_count", "value_counts", "null_value_counts", "lower_bounds", "upper_bounds")
+    for mine, pyicebergs in zip(ours, theirs, strict=True):
+        assert [getattr(mine, s) for s in statistics] == [getattr(pyicebergs, s) for s in statistics]
+    commit_overwrite(table, branch="main", deleted=(), added=ours, snapshot_properties={})
+    assert table.refresh().scan().to_arrow().sort_by("key-id").to_pylist() == given.to_pylist()
+
+
+def test_a_key_of_more_than_one_column_is_written_as_pyiceberg_writes(table: Table) -> None:
+    (written,) = write_data_files(table.metadata, rows(("a", 1)), table.io, ("k", "p"))
+    assert column_dictionaries(written.file_path) == {"k": True, "p": True}
 
 
 def test_commit_overwrite_adds_and_replaces_files_in_one_snapshot(table: Table) -> None:

@@ -346,7 +346,7 @@ def rewrite_groups(table: Table, groups: Sequence[Sequence[DataFile]], target_fi
                 )
             if keys:
                 rows = rows.sort_by([(k, "ascending") for k in keys])
-            written.extend(write_data_files(metadata, rows, table.io))
+            written.extend(write_data_files(metadata, rows, table.io, keys))
     except BaseException:
         _delete_paths(table.io, [f.file_path for f in written])
         raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyarrow as pa
@@ -27,11 +27,14 @@ CONFLICT_PAUSE = 0.02  # least back-off base, seconds; see pause_after_conflict
 CONFLICT_PAUSE_MAX = 10.0
 
 
-def write_files(table: Table, rows: pa.Table) -> list[DataFile]:
-    """Write ``rows`` as new data files of ``table`` (partitioned by its spec); commits nothing."""
+def write_files(table: Table, rows: pa.Table, keys: Sequence[str] = ()) -> list[DataFile]:
+    """Write ``rows`` as new data files of ``table`` (partitioned by its spec); commits nothing.
+
+    ``keys``: the unique key, when each of its values appears once in ``rows``.
+    """
     if rows.num_rows == 0:
         return []
-    return write_data_files(table.metadata, rows, table.io)
+    return write_data_files(table.metadata, rows, table.io, keys)
 
 
 class CarriedFiles:
@@ -53,11 +56,11 @@ class CarriedFiles:
     def __bool__(self) -> bool:
         return bool(self._files) or self._pending is not None
 
-    def write(self, rows: pa.Table) -> None:
+    def write(self, rows: pa.Table, keys: Sequence[str] = ()) -> None:
         self._settle()
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cascade-write")
-        self._pending = self._pool.submit(write_files, self.table, rows)
+        self._pending = self._pool.submit(write_files, self.table, rows, keys)
 
     def add(self, files: Iterable[DataFile]) -> None:
         """Files already written, to go with the next commit."""

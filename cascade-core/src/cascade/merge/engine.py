@@ -115,10 +115,10 @@ def merge_batch(
         if before_commit is not None:
             before_commit(plan)
         if defer_inserts and carried is not None and plan.adds_only:
-            carried.write(plan.rows_to_write)
+            carried.write(plan.rows_to_write, keys)
             return _outcome(plan, batch.num_rows, deduplicated, [], None, attempt - 1)
         earlier = carried.files() if carried is not None else []
-        written = write_files(table, plan.rows_to_write)
+        written = write_files(table, plan.rows_to_write, keys)
         crash_point("before-commit")
         if last_check is not None:
             try:
