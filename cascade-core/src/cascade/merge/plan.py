@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 from pyiceberg.table.refs import MAIN_BRANCH
+from pyiceberg.table.snapshots import Snapshot
 
 from cascade.conformance import conform, null_safe_equal
 from cascade.merge.batch import batch_positions
@@ -125,17 +126,7 @@ def plan_merge(
     """
     head = table.snapshot_by_name(branch) or table.snapshot_by_name(MAIN_BRANCH)
     if head is None or (rows.num_rows == 0 and replace is None):
-        return MergePlan(
-            base_snapshot_id=head.snapshot_id if head else None,
-            replaced_files=(),
-            rows_to_write=rows,
-            rows_inserted=rows.num_rows,
-            rows_updated=0,
-            rows_unchanged=0,
-            files_considered=0,
-            files_read=0,
-            bytes_read=0,
-        )
+        return inserting_all(head, rows, files_considered=0, counter=ReadCounter())
     counter = ReadCounter()
     candidates = candidate_files(
         table,
@@ -147,6 +138,8 @@ def plan_merge(
         disjoint_files=disjoint_files,
     )
     stored = stored_files_with_keys(table, candidates, rows.select(list(keys)), keys, counter, replace)
+    if not stored:  # no stored row shares a key with the batch (and none is stale)
+        return inserting_all(head, rows, files_considered=len(candidates), counter=counter)
     changed, stored_count = classify_batch(stored, rows, keys)
     replaced: list[DataFile] = []
     kept: list[pa.Table] = []
@@ -171,6 +164,21 @@ def plan_merge(
         files_read=counter.files,
         bytes_read=counter.bytes,
         rows_deleted=int(sum(int(item.stale.sum()) for item in stored)),
+    )
+
+
+def inserting_all(head: Snapshot | None, rows: pa.Table, *, files_considered: int, counter: ReadCounter) -> MergePlan:
+    """The plan of a batch whose every row is new to the branch."""
+    return MergePlan(
+        base_snapshot_id=head.snapshot_id if head else None,
+        replaced_files=(),
+        rows_to_write=rows,
+        rows_inserted=rows.num_rows,
+        rows_updated=0,
+        rows_unchanged=0,
+        files_considered=files_considered,
+        files_read=counter.files,
+        bytes_read=counter.bytes,
     )
 
 
