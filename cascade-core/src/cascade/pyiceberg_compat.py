@@ -50,17 +50,22 @@ def write_data_files(metadata: TableMetadata, rows: pa.Table, io: FileIO, keys: 
     once in the table, so a dictionary cannot pay; Arrow's attempt at one before falling back held
     23 MB per million int64 keys (a third of a million-row write's memory) and left the file larger.
     """
-    table_schema = metadata.schema()
-    file_schema = sanitize_column_names(table_schema)
-    key = _file_column(table_schema, file_schema, keys[0]) if len(keys) == 1 else None
+    file_schema = sanitize_column_names(metadata.schema())
+    key = _file_column(metadata.schema(), file_schema, keys[0]) if len(keys) == 1 else None
     parquet = metadata.properties.get(TableProperties.WRITE_FILE_FORMAT, "parquet").lower() == "parquet"
     if key is None or not parquet:
         return list(_dataframe_to_data_files(table_metadata=metadata, df=rows, io=io, write_uuid=uuid.uuid4()))
-    downcast = Config().get_bool(DOWNCAST_NS_TIMESTAMP_TO_US_ON_WRITE) or False
+    write = functools.partial(_write_parquet, metadata, io, file_schema, key)
+    return list(ExecutorFactory.get_or_create().map(write, _write_tasks(metadata, rows)))
+
+
+def _write_tasks(metadata: TableMetadata, rows: pa.Table) -> list[WriteTask]:
+    """The files pyiceberg would write ``rows`` as: one set per partition, bin-packed to the target size."""
+    schema = metadata.schema()
     task_schema = pyarrow_to_schema(
         rows.schema,
-        name_mapping=table_schema.name_mapping,
-        downcast_ns_timestamp_to_us=downcast,
+        name_mapping=schema.name_mapping,
+        downcast_ns_timestamp_to_us=_downcast_ns(),
         format_version=metadata.format_version,
     )
     target_size = int(
@@ -73,57 +78,57 @@ def write_data_files(metadata: TableMetadata, rows: pa.Table, io: FileIO, keys: 
     else:
         parts = [
             (part.partition_key, part.arrow_table_partition)
-            for part in _determine_partitions(spec=metadata.spec(), schema=table_schema, arrow_table=rows)
+            for part in _determine_partitions(spec=metadata.spec(), schema=schema, arrow_table=rows)
         ]
-    parquet_model = FileFormatFactory.get(FileFormat.PARQUET)
     write_uuid, counter = uuid.uuid4(), itertools.count(0)
-    tasks = [
-        WriteTask(
-            write_uuid=write_uuid, task_id=next(counter), record_batches=batches, partition_key=k, schema=task_schema
-        )
+    return [
+        WriteTask(write_uuid=write_uuid, task_id=next(counter), record_batches=b, partition_key=k, schema=task_schema)
         for k, part in parts
-        for batches in bin_pack_arrow_table(part, target_size)
-        if batches
+        for b in bin_pack_arrow_table(part, target_size)
+        if b
     ]
 
-    def write_task(task: WriteTask) -> DataFile:
-        batches = [
-            _to_requested_schema(
-                requested_schema=file_schema,
-                file_schema=task.schema,
-                batch=batch,
-                downcast_ns_timestamp_to_us=downcast,
-                include_field_ids=True,
-                format_model=parquet_model,
-            )
-            for batch in task.record_batches
-        ]
-        arrow_table = pa.Table.from_batches(batches)
-        path = load_location_provider(metadata.location, metadata.properties).new_data_location(
-            data_file_name=task.generate_data_file_filename("parquet"), partition_key=task.partition_key
-        )
-        output = io.new_output(path)
-        writer = parquet_model.create_writer(output, file_schema, metadata.properties)
-        assert isinstance(writer, ParquetFormatWriter)
-        writer._parquet_writer_kwargs["use_dictionary"] = [
-            column for column in _leaf_paths(arrow_table.schema) if column != key
-        ]
-        with writer:
-            writer.write(arrow_table)
-        return DataFile.from_args(
-            content=DataFileContent.DATA,
-            file_path=path,
-            file_format=FileFormat.PARQUET,
-            partition=task.partition_key.partition if task.partition_key else Record(),
-            file_size_in_bytes=len(output),
-            sort_order_id=None,
-            spec_id=metadata.default_spec_id,
-            equality_ids=None,
-            key_metadata=None,
-            **writer.result().to_serialized_dict(),
-        )
 
-    return list(ExecutorFactory.get_or_create().map(write_task, tasks))
+def _write_parquet(metadata: TableMetadata, io: FileIO, file_schema: Schema, key: str, task: WriteTask) -> DataFile:
+    """pyiceberg's ``write_file`` for one task, with ``key``'s column written without a dictionary."""
+    model = FileFormatFactory.get(FileFormat.PARQUET)
+    batches = [
+        _to_requested_schema(
+            requested_schema=file_schema,
+            file_schema=task.schema,
+            batch=batch,
+            downcast_ns_timestamp_to_us=_downcast_ns(),
+            include_field_ids=True,
+            format_model=model,
+        )
+        for batch in task.record_batches
+    ]
+    rows = pa.Table.from_batches(batches)
+    path = load_location_provider(metadata.location, metadata.properties).new_data_location(
+        data_file_name=task.generate_data_file_filename(model.file_extension()), partition_key=task.partition_key
+    )
+    output = io.new_output(path)
+    writer = model.create_writer(output, file_schema, metadata.properties)
+    assert isinstance(writer, ParquetFormatWriter)
+    writer._parquet_writer_kwargs["use_dictionary"] = [c for c in _leaf_paths(rows.schema) if c != key]
+    with writer:
+        writer.write(rows)
+    return DataFile.from_args(
+        content=DataFileContent.DATA,
+        file_path=path,
+        file_format=FileFormat.PARQUET,
+        partition=task.partition_key.partition if task.partition_key else Record(),
+        file_size_in_bytes=len(output),
+        sort_order_id=None,
+        spec_id=metadata.default_spec_id,
+        equality_ids=None,
+        key_metadata=None,
+        **writer.result().to_serialized_dict(),
+    )
+
+
+def _downcast_ns() -> bool:
+    return Config().get_bool(DOWNCAST_NS_TIMESTAMP_TO_US_ON_WRITE) or False
 
 
 def _file_column(table_schema: Schema, file_schema: Schema, name: str) -> str | None:
