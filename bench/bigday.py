@@ -7,7 +7,8 @@ Sources, generated in the child process (nothing is downloaded):
   json    20 columns as dicts, as most REST APIs give: 1M rows
 
 Each method runs in a fresh process on a fresh folder; the script prints wall seconds and peak
-RSS (VmHWM) of each, the ratios, and Cascade's per-phase seconds. Nothing is asserted. With
+RSS (VmHWM) of each, the ratios, Cascade's per-phase seconds, and how long a new process takes
+here to first touch fresh memory (see ``fresh_memory_ms``). Nothing is asserted. With
 ``--repeat N`` each case is measured N times, the two methods taking turns to go first, and the
 medians are printed with the range of the N paired time ratios (a shared machine's speed drifts
 by more than the differences measured here).
@@ -120,6 +121,21 @@ def ingest(method: str, kind: str, rows: int, folder: Path) -> dict[str, float]:
     return {}
 
 
+def fresh_memory_ms(megabytes: int = 128) -> float:
+    """Milliseconds a new process takes to first touch ``megabytes`` of Arrow memory.
+
+    Both methods' times include such first touches, and on some machines (a VM whose host backs
+    guest memory lazily, transparent huge pages compacted on fault) they cost 20x what they cost
+    on others; the method that touches more memory then pays more. Printed so a reader can tell.
+    """
+    probe = (
+        f"import time, numpy, pyarrow as pa; b = pa.allocate_buffer({megabytes * 2**20}); t = time.perf_counter(); "
+        "numpy.frombuffer(b, dtype=numpy.uint8)[:] = 1; print((time.perf_counter() - t) * 1000)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip())
+
+
 def measure(method: str, kind: str, rows: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         done = subprocess.run(
@@ -171,6 +187,8 @@ def main() -> None:
         cases.append(("arrow-shuffled", max(n for _, n in cases)))
     if args.smoke or args.json_rows:
         cases.append(("json", 20_000 if args.smoke else args.json_rows))
+    probes = sorted(fresh_memory_ms() for _ in range(3))
+    print(f"first touch of 128 MB of Arrow memory in a new process: {probes[0]:.0f} to {probes[-1]:.0f} ms", flush=True)
     rows_out = []
     for kind, rows in cases:
         runs: list[dict[str, Any]] = []
