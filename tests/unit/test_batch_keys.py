@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cascade.merge.batch import keep_last_per_key
-from cascade.records import all_distinct, sorted_distinct, strictly_increasing
+from cascade.records import all_distinct, repeats_after_sorting, sorted_distinct, strictly_increasing
 
 KEY_VALUES = {
     "int64": (st.integers(-(2**63), 2**63 - 1), pa.int64()),
@@ -46,6 +46,25 @@ def test_sorted_distinct_agrees_with_a_sorted_set(parts: list[list[int]]) -> Non
     flat = [value for part in parts for value in part]
     assert sorted_distinct(column.to_numpy()).tolist() == sorted(set(flat))
     assert column.to_pylist() == flat  # sorted a copy, not the batch
+
+
+@given(st.sampled_from([np.int8, np.int16, np.int64, np.uint8, np.uint64]), st.booleans(), st.data())
+def test_repeats_agree_with_a_set_for_keys_bunched_at_either_end_of_their_type(
+    dtype: type[np.integer], at_the_top: bool, data: st.DataObject
+) -> None:
+    """Keys in a range not much wider than their count get one flag per value in the range, not a
+    sort; their offsets from the lowest key must not overflow the type."""
+    info = np.iinfo(dtype)
+    offsets = data.draw(st.lists(st.integers(0, 6), min_size=1, max_size=9))
+    values = [int(info.max) - o if at_the_top else int(info.min) + o for o in offsets]
+    assert repeats_after_sorting(np.array(values, dtype=dtype)) == (len(set(values)) != len(values))
+
+
+def test_repeats_in_a_type_wide_range_of_shuffled_keys() -> None:
+    keys = np.random.default_rng(1).permutation(np.arange(-128, 128, dtype=np.int8))
+    assert not repeats_after_sorting(keys.copy())
+    keys[0] = keys[-1]
+    assert repeats_after_sorting(keys)
 
 
 @given(st.lists(st.integers(-3, 3)) | st.lists(st.integers(-(2**63), 2**63 - 1)).map(sorted))
