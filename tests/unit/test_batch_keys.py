@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cascade.merge.batch import keep_last_per_key
-from cascade.records import all_distinct, repeats_after_sorting, sorted_distinct, strictly_increasing
+from cascade.records import all_distinct, holds_repeats, sorted_distinct, strictly_increasing
 
 KEY_VALUES = {
     "int64": (st.integers(-(2**63), 2**63 - 1), pa.int64()),
@@ -57,14 +57,14 @@ def test_repeats_agree_with_a_set_for_keys_bunched_at_either_end_of_their_type(
     info = np.iinfo(dtype)
     offsets = data.draw(st.lists(st.integers(0, 6), min_size=1, max_size=9))
     values = [int(info.max) - o if at_the_top else int(info.min) + o for o in offsets]
-    assert repeats_after_sorting(np.array(values, dtype=dtype)) == (len(set(values)) != len(values))
+    assert holds_repeats(np.array(values, dtype=dtype)) == (len(set(values)) != len(values))
 
 
 def test_repeats_in_a_type_wide_range_of_shuffled_keys() -> None:
     keys = np.random.default_rng(1).permutation(np.arange(-128, 128, dtype=np.int8))
-    assert not repeats_after_sorting(keys.copy())
+    assert not holds_repeats(keys.copy())
     keys[0] = keys[-1]
-    assert repeats_after_sorting(keys)
+    assert holds_repeats(keys)
 
 
 @given(st.lists(st.integers(-3, 3)) | st.lists(st.integers(-(2**63), 2**63 - 1)).map(sorted))

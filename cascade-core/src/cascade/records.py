@@ -712,7 +712,7 @@ def sorted_keys_distinct(files: Sequence[str], keys: tuple[str, ...], rows: int)
             filled += len(column)
     if filled != rows:
         return None
-    return not repeats_after_sorting(ordered)
+    return not holds_repeats(ordered)
 
 
 def integer_type(kind: pa.DataType) -> pa.DataType | None:
@@ -720,20 +720,21 @@ def integer_type(kind: pa.DataType) -> pa.DataType | None:
     return kind if pa.types.is_integer(kind) else SORTABLE_AS.get(kind.id)
 
 
-def repeats_after_sorting(values: Any) -> bool:
-    """Whether a numpy integer array holds a value twice; a writable array is sorted in place (one
-    copy of the keys, not two), a read-only one copied first (see :func:`sorted_distinct`).
+def holds_repeats(values: Any) -> bool:
+    """Whether a numpy integer array holds a value twice.
 
     Keys spread over a range at most :data:`DENSE_RANGE` times their count (ids from a sequence,
-    in any order) are not sorted: one flag per value of the range answers in a pass.
+    in any order) are answered in a pass, one flag per value of the range; others by sorting, a
+    writable array in place (one copy of the keys, not two), a read-only one copied first (see
+    :func:`sorted_distinct`).
     """
-    if strictly_increasing(values):
+    if len(values) < 2:
         return False
     dense = repeats_in_dense_range(values)
     return dense if dense is not None else len(sorted_distinct(values)) != len(values)
 
 
-DENSE_RANGE = 2
+DENSE_RANGE = 2  # flags for a range this many times the keys' count take at most a quarter of an int64 key's bytes
 
 
 def repeats_in_dense_range(values: Any) -> bool | None:
@@ -800,4 +801,4 @@ def distinct_by_sorting(rows: pa.Table, keys: tuple[str, ...]) -> bool | None:
     as_integers = integer_type(column.type)
     if as_integers is None:
         return None
-    return not repeats_after_sorting(column.cast(as_integers).to_numpy())  # a copy when there are several chunks
+    return not holds_repeats(column.cast(as_integers).to_numpy())  # a copy when there are several chunks
