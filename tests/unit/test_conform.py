@@ -113,6 +113,18 @@ def test_refuses_what_would_lose_data_naming_the_column(batch: dict[str, list[ob
         conform(pa.table(batch), SCHEMA, where="asset 'x'")
 
 
+def test_nulls_in_a_required_column_are_refused_naming_their_rows_and_keys() -> None:
+    schema = Schema(NestedField(1, "id", StringType(), required=False), NestedField(2, "n", LongType(), required=True))
+    batch = pa.chunked_array([[1, None], [3, None, None, None]])  # more than are named, across chunks
+    rows = pa.table({"id": list("abcdef"), "n": batch})
+    with pytest.raises(SchemaMismatchError) as refused:
+        conform(rows, schema, where="asset 'x'", keys=("id",))
+    assert str(refused.value) == (
+        "asset 'x': required column 'n' has 4 null value(s) "
+        "(at row 1 (key {'id': 'b'}), row 3 (key {'id': 'd'}), row 4 (key {'id': 'e'}))"
+    )
+
+
 def test_null_keys_are_refused_naming_the_key() -> None:
     with pytest.raises(NullKeyError, match=r"asset 'x': 1 row\(s\) have a null unique key column 'k'"):
         reject_null_keys(pa.table({"k": ["a", None]}), ("k",), where="asset 'x'")

@@ -63,7 +63,11 @@ def conform(batch: pa.Table, schema: Schema, *, where: str = "batch", keys: tupl
             declared = str(schema.find_field(field.name).field_type)
             column = cast_exactly(column, field, declared, where=where, batch=batch, keys=keys)
         if not field.nullable and column.null_count:
-            raise SchemaMismatchError(f"{where}: required column {field.name!r} has {column.null_count} null value(s)")
+            nulls = pc.indices_nonzero(pc.is_null(column).combine_chunks())[:EXAMPLE_ROWS].to_pylist()
+            raise SchemaMismatchError(
+                f"{where}: required column {field.name!r} has {column.null_count} null value(s)"
+                f"{_at_rows(nulls, batch, keys)}"
+            )
         columns.append(column)
     return pa.Table.from_arrays(columns, schema=target)
 
@@ -136,10 +140,14 @@ def cast_exactly(
 
 def _offenders(column: pa.ChunkedArray, target: pa.DataType, batch: pa.Table, keys: tuple[str, ...]) -> str:
     """Where the first values that fail the cast are: their row positions and keys."""
-    bad = uncastable_positions(column, target, limit=EXAMPLE_ROWS)
-    if not bad:
+    return _at_rows(uncastable_positions(column, target, limit=EXAMPLE_ROWS), batch, keys)
+
+
+def _at_rows(positions: list[int], batch: pa.Table, keys: tuple[str, ...]) -> str:
+    """`` (at row 3 (key {...}), ...)`` for an error message; empty for no positions."""
+    if not positions:
         return ""
-    named = [f"row {p}" + (f" (key {_key_at(batch, keys, p)})" if keys else "") for p in bad]
+    named = [f"row {p}" + (f" (key {_key_at(batch, keys, p)})" if keys else "") for p in positions]
     return f" (at {', '.join(named)})"
 
 
