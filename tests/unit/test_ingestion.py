@@ -10,7 +10,7 @@ import pytest
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.transforms import DayTransform, IdentityTransform
-from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
+from pyiceberg.types import ListType, LongType, NestedField, StringType, StructType, TimestamptzType, UUIDType
 
 from cascade import INGESTED_AT, cascade_ingestion
 from cascade.errors import AssetDefinitionError, DuplicateAssetError
@@ -153,6 +153,33 @@ def test_reserved_column_is_refused(registry) -> None:
     schema = Schema(NestedField(1, "id", StringType()), NestedField(2, INGESTED_AT, TimestamptzType()))
     with pytest.raises(AssetDefinitionError, match="added by Cascade"):
         declare(iceberg_schema=schema)
+
+
+@pytest.mark.parametrize(
+    ("column", "named"),
+    [
+        pytest.param(NestedField(4, "u", UUIDType(), required=False), "['u']", id="column"),
+        pytest.param(
+            NestedField(4, "s", StructType(NestedField(5, "u", UUIDType(), required=False)), required=False),
+            "['s.u']",
+            id="in-a-struct",
+        ),
+        pytest.param(
+            NestedField(4, "l", ListType(5, UUIDType(), element_required=False), required=False),
+            "['l.element']",
+            id="list-element",
+        ),
+    ],
+)
+def test_uuid_columns_are_refused_at_decoration_naming_them(registry, column: NestedField, named: str) -> None:
+    """No value of any spelling could land in one (Arrow's compute functions do not take the type)."""
+    schema = Schema(*SCHEMA.fields, column)
+    with pytest.raises(AssetDefinitionError) as refused:
+        declare(iceberg_schema=schema)
+    assert f"parameter 'iceberg_schema': column(s) {named}: Cascade cannot store Iceberg uuid columns yet" in str(
+        refused.value
+    )
+    assert "StringType()" in str(refused.value)
 
 
 def test_two_assets_on_one_table_clash(registry) -> None:

@@ -16,8 +16,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.io.pyarrow import schema_to_pyarrow
-from pyiceberg.schema import Schema
-from pyiceberg.types import DoubleType, FloatType
+from pyiceberg.schema import Schema, index_by_name
+from pyiceberg.types import DoubleType, FloatType, UUIDType
 
 from cascade.errors import NullKeyError, SchemaMismatchError
 
@@ -25,6 +25,11 @@ EXAMPLE_ROWS = 3  # offending rows named in an error
 FLOATING_KEYS = (
     "a unique key cannot be a float or double column (Iceberg refuses them as identifier fields, and "
     "equal floats differ in their bits: 0.0 and -0.0); use an integer, decimal or string column"
+)
+UNSUPPORTED_UUID = (
+    "Cascade cannot store Iceberg uuid columns yet: Arrow's compute functions, which merging needs "
+    "(equality, sorting, grouping), do not take the uuid type; declare them StringType() to keep the "
+    "text, or FixedType(16) for the 16 bytes"
 )
 OFFENDER_SLICE = 4096
 
@@ -208,6 +213,13 @@ def _parse_json(column: pa.ChunkedArray, field: pa.Field, declared: str, where: 
         return pa.chunked_array([pa.array(values, type=field.type)], type=field.type)
     except (ValueError, TypeError, pa.ArrowInvalid, pa.ArrowTypeError) as error:
         raise SchemaMismatchError(f"{where}: column {field.name!r} cannot be stored as {declared}: {error}") from None
+
+
+def uuid_columns(schema: Schema) -> list[str]:
+    """The columns, nested ones too, declared uuid (see :data:`UNSUPPORTED_UUID`)."""
+    return sorted(
+        name for name, field_id in index_by_name(schema).items() if isinstance(schema.find_type(field_id), UUIDType)
+    )
 
 
 def floating_keys(schema: Schema, keys: tuple[str, ...]) -> list[str]:

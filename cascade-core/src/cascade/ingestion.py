@@ -17,7 +17,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.transforms import DayTransform, IdentityTransform
 from pyiceberg.types import DateType, TimestampType, TimestamptzType
 
-from cascade.conformance import FLOATING_KEYS, floating_keys
+from cascade.conformance import FLOATING_KEYS, UNSUPPORTED_UUID, floating_keys, uuid_columns
 from cascade.errors import AssetDefinitionError
 from cascade.naming import is_normalized, normalized_name
 from cascade.spec import (
@@ -195,6 +195,8 @@ def build_spec(
     _check_normalized([f.name for f in iceberg_schema.fields], "iceberg_schema", fail)
     if INGESTED_AT in columns:
         raise fail("iceberg_schema", f"{INGESTED_AT!r} is added by Cascade; remove it from the schema")
+    if uuids := uuid_columns(iceberg_schema):
+        raise fail("iceberg_schema", f"column(s) {uuids}: {UNSUPPORTED_UUID}")
     keys = _check_unique_key(unique_key, columns, fail)
     floating = floating_keys(iceberg_schema, keys)
     if floating:

@@ -25,7 +25,6 @@ import decimal
 import json
 import math
 import numbers
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +52,6 @@ from pyiceberg.types import (
     TimestampType,
     TimestamptzType,
     TimeType,
-    UUIDType,
 )
 
 from cascade.conformance import cast_exactly, exact_cast_allowed, safe_cast, uncastable_positions
@@ -84,7 +82,7 @@ def column_hints(schema: Schema) -> dict[str, dict[str, Any]]:
 
 def _dlt_column(field_type: IcebergType) -> dict[str, Any]:
     match field_type:
-        case StringType() | UUIDType():
+        case StringType():
             return {"data_type": "text"}
         case IntegerType():
             return {"data_type": "bigint", "precision": 32}
@@ -115,8 +113,6 @@ def value_check(field_type: IcebergType) -> Check:
     match field_type:
         case StringType():
             return _only(str, "a string")
-        case UUIDType():
-            return _only((str, uuid.UUID), "a UUID or its string")
         case IntegerType() | LongType():
             low, high = INTEGER_RANGE[type(field_type)]
             return lambda v: _integer(v, low, high)
