@@ -474,6 +474,33 @@ def test_chunked_merge_publishes_once(catalog: SqlCatalog) -> None:
     assert len(table_state(table)) == 11
 
 
+def history(table: Table, branch: str = "main") -> list[int]:
+    """The branch's snapshot ids, head first."""
+    fresh = table.refresh()
+    snapshot, found = fresh.snapshot_by_name(branch), []
+    while snapshot is not None:
+        found.append(snapshot.snapshot_id)
+        snapshot = fresh.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    return found
+
+
+def test_a_streamed_day_whose_chunks_update_is_one_snapshot_in_the_branch_history(catalog: SqlCatalog) -> None:
+    """Each chunk that updates commits on the private branch; the target gains one snapshot holding
+    them all, so no reader of its history (time travel included) sees part of the day."""
+    table = new_table(catalog)
+    merge_into(table, batch([(f"k{i}", 0, 1) for i in range(9)], 0), "k")
+    before = history(table)
+    day = batch([*((f"k{i}", 0, 2) for i in range(9)), ("new", 0, 2)], 1)
+    outcome = merge_into(table, day, "k", chunk_rows=3)  # four chunks, three of them rewrite stored files
+    assert history(table)[1:] == before  # one snapshot, its parent the head the day started from
+    expected = {**{f"k{i}": (0, 2, stamp(1)) for i in range(9)}, "new": (0, 2, stamp(1))}
+    assert table_state(table) == expected
+    assert (outcome.rows_updated, outcome.rows_inserted, outcome.snapshot_id) == (9, 1, history(table)[0])
+    assert list(table.refresh().metadata.refs) == ["main"]
+    merge_into(table, batch([("k0", 0, 3)], 2), "k")  # the next merge builds on the published snapshot
+    assert table_state(table) == {**expected, "k0": (0, 3, stamp(2))}
+
+
 def test_chunked_merge_refuses_when_target_moved(catalog: SqlCatalog) -> None:
     table = new_table(catalog)
     merge_into(table, batch([("a", 0, 1)], 0), "k")

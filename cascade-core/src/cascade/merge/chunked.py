@@ -16,8 +16,8 @@ from pyiceberg.table.snapshots import Snapshot
 
 from cascade.catalog import initialize_main
 from cascade.errors import MergeConflictError
-from cascade.merge.commit import CarriedFiles
-from cascade.merge.engine import MergeOutcome, commit_carried, merge_batch
+from cascade.merge.commit import CarriedFiles, NetChanges
+from cascade.merge.engine import MergeOutcome, commit_carried, merge_batch, publish_changes
 from cascade.merge.plan import BeforeCommit, PartitionReplace
 from cascade.naming import STAGING_BRANCH_PREFIX
 from cascade.pyiceberg_compat import move_branch
@@ -80,12 +80,13 @@ def merge_in_chunks(
     """Merge a batch of any size holding at most ``chunk_rows`` batch rows in memory at once.
 
     Chunks are merged in order onto a private staging branch forked from ``branch``'s head, so
-    the dict semantics hold across chunks (a later chunk's record wins). Then ``branch`` is moved
-    to the staging head in one ref update that asserts ``branch`` has not moved since the fork:
-    readers of ``branch`` see all of the batch or none of it. If it moved, the staging branch is
-    dropped and :class:`MergeConflictError` is raised; a stream cannot be replayed, so the caller
-    retries the run. Counts are summed over chunks, so a key inserted by one chunk and changed by
-    a later one counts once as inserted and once as updated; likewise a key that changes in one
+    the dict semantics hold across chunks (a later chunk's record wins). Then what the chunks
+    changed, netted, lands on ``branch`` as one snapshot whose commit asserts ``branch`` has not
+    moved since the fork (a branch moves to the staging head instead when that is one snapshot):
+    readers of ``branch``, and of its history, see all of the batch or none of it. If it moved,
+    the staging branch is dropped and :class:`MergeConflictError` is raised; a stream cannot be
+    replayed, so the caller retries the run. Counts are summed over chunks, so a key inserted by
+    one chunk and changed by a later one counts once as inserted and once as updated; likewise a key that changes in one
     chunk and changes back in a later one ends with its stored values but this run's
     ``_cascade_ingested_at`` (remembering every key's starting row would defeat bounded memory).
 
@@ -127,6 +128,7 @@ def merge_in_chunks(
     # they need not be committed on their own either. They are carried to the next chunk's commit,
     # or the last one: one snapshot for a day that only inserts, not one per chunk.
     carried = CarriedFiles(table)
+    changes = NetChanges()
     still_distinct = keys_distinct if callable(keys_distinct) else lambda: bool(keys_distinct)
     vouched = True
 
@@ -140,6 +142,7 @@ def merge_in_chunks(
                     snapshot_properties=snapshot_properties,
                     max_attempts=max_attempts,
                     last_check=last_check,
+                    changes=changes,
                 )
             )
 
@@ -163,19 +166,44 @@ def merge_in_chunks(
                 disjoint_files=frozenset(carried.landed) if vouched else frozenset(),
                 carried=carried,
                 defer_inserts=vouched,
+                changes=changes,
             )
             outcomes.append(outcome)
             # Arrow's allocator keeps freed pages for reuse; hand them back between chunks so the
             # process's peak (what a pod's memory limit sees) stays near one chunk's working set.
             pa.default_memory_pool().release_unused()
-        commit_what_is_carried()
         table = table.refresh()
-        staged_head = table.snapshot_by_name(staging)
-        assert staged_head is not None
-        if staged_head.snapshot_id != head.snapshot_id:
+        staged = _commits_between(table, staging, head.snapshot_id)
+        if start_ref is not None and (carried or staged > 1):
+            # the day as one snapshot on the branch, whatever its chunks committed on the way
+            changes.record((), carried.files())
             if last_check is not None:
                 last_check()  # the publish is the commit readers see
-            move_branch(table, branch, staged_head.snapshot_id, expected=start_ref.snapshot_id if start_ref else None)
+            try:
+                publish_changes(
+                    table,
+                    changes,
+                    branch=branch,
+                    expected_head=start_ref.snapshot_id,
+                    snapshot_properties=snapshot_properties,
+                )
+            except CommitFailedException:
+                raise
+            except Exception:
+                carried.committed()  # it may have landed: an orphaned file costs space, a deleted one loses rows
+                raise
+            carried.committed()
+        else:  # at most one commit on the staging branch (or a new branch): the branch moves to it
+            commit_what_is_carried()
+            table = table.refresh()
+            staged_head = table.snapshot_by_name(staging)
+            assert staged_head is not None
+            if staged_head.snapshot_id != head.snapshot_id:
+                if last_check is not None:
+                    last_check()
+                move_branch(
+                    table, branch, staged_head.snapshot_id, expected=start_ref.snapshot_id if start_ref else None
+                )
     except CommitFailedException:
         raise MergeConflictError(
             f"table {'.'.join(table.name())}, branch {branch!r} moved while a chunked merge was staged; try again"
@@ -185,6 +213,15 @@ def merge_in_chunks(
         with contextlib.suppress(Exception):  # never mask the merge's own outcome or error
             table.refresh().manage_snapshots().remove_branch(staging).commit()
     return _sum_outcomes(outcomes, table.refresh().snapshot_by_name(branch))
+
+
+def _commits_between(table: Table, branch: str, fork: int) -> int:
+    """How many snapshots ``branch`` holds above its ``fork`` point."""
+    count, snapshot = 0, table.snapshot_by_name(branch)
+    while snapshot is not None and snapshot.snapshot_id != fork:
+        count += 1
+        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    return count
 
 
 def _chunks(reader: pa.RecordBatchReader, chunk_rows: int) -> Iterable[pa.Table]:

@@ -37,6 +37,23 @@ def write_files(table: Table, rows: pa.Table, keys: Sequence[str] = ()) -> list[
     return write_data_files(table.metadata, rows, table.io, keys)
 
 
+class NetChanges:
+    """What a chunked merge's commits on its staging branch changed, netted over the chunks: the
+    fork's files deleted, and the files written that are still live (a file one chunk writes and
+    a later one replaces is in neither). Committed as one snapshot on the target branch."""
+
+    def __init__(self) -> None:
+        self.deleted: dict[str, DataFile] = {}
+        self.added: dict[str, DataFile] = {}
+
+    def record(self, deleted: Iterable[DataFile], added: Iterable[DataFile]) -> None:
+        for data_file in deleted:
+            if self.added.pop(data_file.file_path, None) is None:
+                self.deleted[data_file.file_path] = data_file
+        for data_file in added:
+            self.added[data_file.file_path] = data_file
+
+
 class CarriedFiles:
     """Data files of a chunked merge's chunks that only insert, not committed yet.
 

@@ -20,6 +20,7 @@ from cascade.merge.batch import prepare_batch
 from cascade.merge.commit import (
     COMMIT_ID,
     CarriedFiles,
+    NetChanges,
     commit_outcome_unknown,
     commit_plan,
     delete_files,
@@ -29,6 +30,7 @@ from cascade.merge.commit import (
     write_files,
 )
 from cascade.merge.plan import BeforeCommit, MergePlan, PartitionReplace, plan_merge
+from cascade.snapshots import commit_overwrite
 from cascade.telemetry import traced
 
 
@@ -77,6 +79,7 @@ def merge_batch(
     disjoint_files: frozenset[str] = frozenset(),
     carried: CarriedFiles | None = None,
     defer_inserts: bool = False,
+    changes: NetChanges | None = None,
 ) -> MergeOutcome:
     """Merge one in-memory batch in one snapshot on ``branch``: see :func:`cascade.merge.merge_into`.
 
@@ -84,7 +87,7 @@ def merge_batch(
     ``carried`` files (written for earlier batches, not committed yet) are added by this merge's
     commit. With ``defer_inserts``, a plan that only adds rows is not committed: its files are
     written in the background and join ``carried`` (a chunked merge of distinct keys, where no
-    later chunk needs to read them).
+    later chunk needs to read them). ``changes`` records what the commit deleted and added.
     """
     schema = table.schema()
     missing = [k for k in keys if k not in schema.column_names]
@@ -157,6 +160,8 @@ def merge_batch(
             snapshot_id = landed
         if carried is not None:
             carried.committed()
+        if changes is not None:
+            changes.record(plan.replaced_files, added)
         crash_point("after-commit")
         expire_on_commit(table)
         return _outcome(plan, batch.num_rows, deduplicated, added, snapshot_id, attempt)
@@ -174,6 +179,7 @@ def commit_carried(
     snapshot_properties: Mapping[str, str] | None = None,
     max_attempts: int = 20,
     last_check: Callable[[], None] | None = None,
+    changes: NetChanges | None = None,
 ) -> MergeOutcome:
     """Commit files written but not committed yet, through the same guarded commit as a merge
     (an empty batch whose commit carries them); the rows they hold were counted where written."""
@@ -187,7 +193,51 @@ def commit_carried(
         last_check=last_check,
         keys_distinct=True,
         carried=carried,
+        changes=changes,
     )
+
+
+def publish_changes(
+    table: Table,
+    changes: NetChanges,
+    *,
+    branch: str,
+    expected_head: int,
+    snapshot_properties: Mapping[str, str] | None = None,
+) -> int:
+    """Commit a chunked merge's net ``changes`` onto ``branch`` as one snapshot, if the branch is
+    still at ``expected_head`` (its fork point); else :class:`CommitFailedException`.
+
+    One snapshot, not the staging branch's one per chunk: no reader of the branch's history, time
+    travel included, ever sees part of the batch. Returns the snapshot's id.
+    """
+    properties = {**(snapshot_properties or {}), COMMIT_ID: uuid.uuid4().hex}
+    table = table.refresh()  # planned on the latest metadata: the staging commits raised its sequence number
+    head = table.snapshot_by_name(branch)
+    if head is None or head.snapshot_id != expected_head:
+        raise CommitFailedException(f"branch {branch!r} moved from {expected_head}")
+    try:
+        with traced("commit", attempt=1, table=".".join(table.name()), branch=branch):
+            snapshot_id = commit_overwrite(
+                table,
+                branch=branch,
+                deleted=changes.deleted.values(),
+                added=changes.added.values(),
+                snapshot_properties=properties,
+            )
+    except (CommitFailedException, ValidationException):
+        raise
+    except ValueError:
+        if last_sequence_number(table.refresh()) != last_sequence_number(table):
+            raise CommitFailedException(f"table moved while publishing to {branch!r}") from None  # see merge_batch
+        raise
+    except Exception:
+        _, landed = find_commit(table, branch, properties[COMMIT_ID])  # it may have landed all the same
+        if landed is None:
+            raise
+        snapshot_id = landed
+    expire_on_commit(table)
+    return snapshot_id
 
 
 def _outcome(
