@@ -92,6 +92,12 @@ def test_a_one_column_key_is_written_without_a_dictionary_and_the_rest_as_pyiceb
     assert table.refresh().scan().to_arrow().sort_by("key-id").to_pylist() == given.to_pylist()
 
 
+def test_an_empty_target_file_size_is_the_default_as_pyiceberg_reads_it(table: Table) -> None:
+    table.transaction().set_properties({"write.target-file-size-bytes": ""}).commit_transaction()
+    (written,) = write_data_files(table.refresh().metadata, rows(("a", 1)), table.io, ("k",))
+    assert written.record_count == 1
+
+
 def test_a_key_of_more_than_one_column_is_written_as_pyiceberg_writes(table: Table) -> None:
     (written,) = write_data_files(table.metadata, rows(("a", 1)), table.io, ("k", "p"))
     assert column_dictionaries(written.file_path) == {"k": True, "p": True}

@@ -40,6 +40,7 @@ from pyiceberg.table.update.snapshot import _ManifestMergeManager, _OverwriteFil
 from pyiceberg.typedef import Record
 from pyiceberg.utils.concurrent import ExecutorFactory
 from pyiceberg.utils.config import Config
+from pyiceberg.utils.properties import property_as_int
 
 
 def write_data_files(metadata: TableMetadata, rows: pa.Table, io: FileIO, keys: Sequence[str] = ()) -> list[DataFile]:
@@ -68,11 +69,12 @@ def _write_tasks(metadata: TableMetadata, rows: pa.Table) -> list[WriteTask]:
         downcast_ns_timestamp_to_us=_downcast_ns(),
         format_version=metadata.format_version,
     )
-    target_size = int(
-        metadata.properties.get(
-            TableProperties.WRITE_TARGET_FILE_SIZE_BYTES, TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT
-        )
+    target_size = property_as_int(  # as pyiceberg reads it: an empty value is the default
+        metadata.properties,
+        TableProperties.WRITE_TARGET_FILE_SIZE_BYTES,
+        TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT,
     )
+    assert target_size is not None
     if metadata.spec().is_unpartitioned():
         parts: list[tuple[PartitionKey | None, pa.Table]] = [(None, rows)]
     else:
