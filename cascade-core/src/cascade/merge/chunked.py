@@ -86,9 +86,10 @@ def merge_in_chunks(
     readers of ``branch``, and of its history, see all of the batch or none of it. If it moved,
     the staging branch is dropped and :class:`MergeConflictError` is raised; a stream cannot be
     replayed, so the caller retries the run. Counts are summed over chunks, so a key inserted by
-    one chunk and changed by a later one counts once as inserted and once as updated; likewise a key that changes in one
-    chunk and changes back in a later one ends with its stored values but this run's
-    ``_cascade_ingested_at`` (remembering every key's starting row would defeat bounded memory).
+    one chunk and changed by a later one counts once as inserted and once as updated; likewise a
+    key that changes in one chunk and changes back in a later one ends with its stored values but
+    this run's ``_cascade_ingested_at`` (remembering every key's starting row would defeat bounded
+    memory).
 
     ``batch`` may also be an iterable of tables, merged one by one as given (the caller bounds
     their size). A ``replace`` must carry the whole batch's keys (``keep``): the first chunk
