@@ -171,3 +171,42 @@ def test_unknown_commit_outcome_is_resolved_from_history_never_applied_twice(
     assert table.current_snapshot().summary["cascade.run-id"] == "run-1"
     assert (outcome.commit_attempts, commits()) == ((1, 1) if after_applying else (2, 2))
     assert len(table.history()) == 2  # a, then b: no second commit of b
+
+
+@pytest.mark.parametrize("after_applying", [True, False], ids=["applied", "not-applied"])
+def test_a_streamed_day_whose_publish_answer_is_lost_keeps_its_files(
+    config: CascadeConfig, after_applying: bool
+) -> None:
+    """The one commit that publishes a streamed day onto its branch: resolved from history when it
+    landed; when it did not, the run fails and the branch is as it was (its files stay, as orphans)."""
+    from tests.integration.test_merge import SCHEMA, batch
+
+    catalog = open_catalog(config)
+    catalog.create_namespace_if_not_exists("n")
+    table = catalog.create_table("n.streamed", schema=SCHEMA)
+    merge_into(table, batch([("a", 0, 1)], 0), "k")
+    before = table.refresh().current_snapshot().snapshot_id
+    real, calls = table.catalog.commit_table, {"n": 0}
+
+    def commit_table(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:  # after forking the staging branch: the publish
+            if after_applying:
+                real(*args, **kwargs)
+            raise sqlalchemy.exc.OperationalError(
+                "UPDATE iceberg_tables", {}, Exception("server closed the connection")
+            )
+        return real(*args, **kwargs)
+
+    table.catalog.commit_table = commit_table
+    day = batch([(f"b{i}", 0, 2) for i in range(6)], 1)
+    if after_applying:
+        outcome = merge_into(table, day, "k", chunk_rows=2, keys_distinct=True)
+        assert outcome.snapshot_id == table.refresh().current_snapshot().snapshot_id != before
+        assert sorted(table.scan().to_arrow().column("k").to_pylist()) == ["a", *(f"b{i}" for i in range(6))]
+    else:
+        with pytest.raises(sqlalchemy.exc.OperationalError):
+            merge_into(table, day, "k", chunk_rows=2, keys_distinct=True)
+        assert table.refresh().current_snapshot().snapshot_id == before
+        assert table.scan().to_arrow().column("k").to_pylist() == ["a"]
+    assert list(table.refresh().metadata.refs) == ["main"]
