@@ -187,6 +187,7 @@ def merge_in_chunks(
                     branch=branch,
                     expected_head=start_ref.snapshot_id,
                     snapshot_properties=snapshot_properties,
+                    max_attempts=max_attempts,
                 )
             except CommitFailedException:
                 raise

@@ -204,40 +204,51 @@ def publish_changes(
     branch: str,
     expected_head: int,
     snapshot_properties: Mapping[str, str] | None = None,
+    max_attempts: int = 20,
 ) -> int:
     """Commit a chunked merge's net ``changes`` onto ``branch`` as one snapshot, if the branch is
     still at ``expected_head`` (its fork point); else :class:`CommitFailedException`.
 
     One snapshot, not the staging branch's one per chunk: no reader of the branch's history, time
-    travel included, ever sees part of the batch. Returns the snapshot's id.
+    travel included, ever sees part of the batch. A commit elsewhere in the table (another branch)
+    is no conflict: the publish is planned again on the new metadata. Returns the snapshot's id.
     """
     properties = {**(snapshot_properties or {}), COMMIT_ID: uuid.uuid4().hex}
-    table = table.refresh()  # planned on the latest metadata: the staging commits raised its sequence number
-    head = table.snapshot_by_name(branch)
-    if head is None or head.snapshot_id != expected_head:
-        raise CommitFailedException(f"branch {branch!r} moved from {expected_head}")
-    try:
-        with traced("commit", attempt=1, table=".".join(table.name()), branch=branch):
-            snapshot_id = commit_overwrite(
-                table,
-                branch=branch,
-                deleted=changes.deleted.values(),
-                added=changes.added.values(),
-                snapshot_properties=properties,
-            )
-    except (CommitFailedException, ValidationException):
-        raise
-    except ValueError:
-        if last_sequence_number(table.refresh()) != last_sequence_number(table):
-            raise CommitFailedException(f"table moved while publishing to {branch!r}") from None  # see merge_batch
-        raise
-    except Exception:
-        _, landed = find_commit(table, branch, properties[COMMIT_ID])  # it may have landed all the same
-        if landed is None:
+    attempt_seconds = 0.0
+    for attempt in range(1, max_attempts + 1):
+        if attempt > 1:
+            pause_after_conflict(attempt, attempt_seconds)
+        started = time.monotonic()
+        table = table.refresh()  # the latest metadata: the staging commits raised its sequence number
+        head = table.snapshot_by_name(branch)
+        if head is None or head.snapshot_id != expected_head:
+            raise CommitFailedException(f"branch {branch!r} moved from {expected_head}")
+        planned_at = last_sequence_number(table)
+        try:
+            with traced("commit", attempt=attempt, table=".".join(table.name()), branch=branch):
+                snapshot_id = commit_overwrite(
+                    table,
+                    branch=branch,
+                    deleted=changes.deleted.values(),
+                    added=changes.added.values(),
+                    snapshot_properties=properties,
+                )
+        except (CommitFailedException, ValidationException):
+            attempt_seconds = time.monotonic() - started
+            continue  # the next attempt checks the branch head: moved is a conflict, elsewhere is not
+        except ValueError:
+            attempt_seconds = time.monotonic() - started
+            if last_sequence_number(table.refresh()) != planned_at:  # planned on stale metadata: see merge_batch
+                continue
             raise
-        snapshot_id = landed
-    expire_on_commit(table)
-    return snapshot_id
+        except Exception:
+            _, landed = find_commit(table, branch, properties[COMMIT_ID])  # it may have landed all the same
+            if landed is None:
+                raise
+            snapshot_id = landed
+        expire_on_commit(table)
+        return snapshot_id
+    raise CommitFailedException(f"concurrent commits invalidated the publish to {branch!r} {max_attempts} times")
 
 
 def _outcome(
