@@ -501,6 +501,16 @@ def test_a_streamed_day_whose_chunks_update_is_one_snapshot_in_the_branch_histor
     assert table_state(table) == {**expected, "k0": (0, 3, stamp(2))}
 
 
+def test_a_streamed_day_onto_a_new_branch_is_one_snapshot_above_its_fork(catalog: SqlCatalog) -> None:
+    table = new_table(catalog)
+    merge_into(table, batch([(f"k{i}", 0, 1) for i in range(9)], 0), "k")
+    fork = history(table)
+    merge_into(table, batch([(f"k{i}", 0, 2) for i in range(9)], 1), "k", chunk_rows=3, branch="dev")
+    assert history(table, "dev")[1:] == fork and history(table) == fork
+    assert table_state(table, "dev") == {f"k{i}": (0, 2, stamp(1)) for i in range(9)}
+    assert sorted(table.refresh().metadata.refs) == ["dev", "main"]
+
+
 def test_a_commit_on_another_branch_just_before_a_streamed_publish_is_no_conflict(
     catalog: SqlCatalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:

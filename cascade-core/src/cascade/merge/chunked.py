@@ -175,37 +175,36 @@ def merge_in_chunks(
             pa.default_memory_pool().release_unused()
         table = table.refresh()
         staged = _commits_between(table, staging, head.snapshot_id)
-        if start_ref is not None and (carried or staged > 1):
+        if carried or staged > 1:
             # the day as one snapshot on the branch, whatever its chunks committed on the way
             changes.record((), carried.files())
             if last_check is not None:
                 last_check()  # the publish is the commit readers see
+            if start_ref is None:  # a new branch starts at the fork point, then takes the day
+                move_branch(table, branch, head.snapshot_id, expected=None)
             try:
                 publish_changes(
                     table,
                     changes,
                     branch=branch,
-                    expected_head=start_ref.snapshot_id,
+                    expected_head=head.snapshot_id,
                     snapshot_properties=snapshot_properties,
                     max_attempts=max_attempts,
                 )
             except CommitFailedException:
+                if start_ref is None:
+                    _drop_if_at(table, branch, head.snapshot_id)
                 raise
             except Exception:
                 carried.committed()  # it may have landed: an orphaned file costs space, a deleted one loses rows
                 raise
             carried.committed()
-        else:  # at most one commit on the staging branch (or a new branch): the branch moves to it
-            commit_what_is_carried()
-            table = table.refresh()
+        elif staged == 1:  # one commit on the staging branch: the branch moves to it
             staged_head = table.snapshot_by_name(staging)
             assert staged_head is not None
-            if staged_head.snapshot_id != head.snapshot_id:
-                if last_check is not None:
-                    last_check()
-                move_branch(
-                    table, branch, staged_head.snapshot_id, expected=start_ref.snapshot_id if start_ref else None
-                )
+            if last_check is not None:
+                last_check()
+            move_branch(table, branch, staged_head.snapshot_id, expected=start_ref.snapshot_id if start_ref else None)
     except CommitFailedException:
         raise MergeConflictError(
             f"table {'.'.join(table.name())}, branch {branch!r} moved while a chunked merge was staged; try again"
@@ -215,6 +214,15 @@ def merge_in_chunks(
         with contextlib.suppress(Exception):  # never mask the merge's own outcome or error
             table.refresh().manage_snapshots().remove_branch(staging).commit()
     return _sum_outcomes(outcomes, table.refresh().snapshot_by_name(branch))
+
+
+def _drop_if_at(table: Table, branch: str, snapshot_id: int) -> None:
+    """Remove a branch this merge created, unless it has moved since (someone else uses it now)."""
+    with contextlib.suppress(Exception):  # the merge's own conflict is the error to report
+        fresh = table.refresh()
+        ref = fresh.metadata.refs.get(branch)
+        if ref is not None and ref.snapshot_id == snapshot_id:
+            fresh.manage_snapshots().remove_branch(branch).commit()
 
 
 def _commits_between(table: Table, branch: str, fork: int) -> int:
