@@ -93,13 +93,13 @@ def _write_tasks(metadata: TableMetadata, rows: pa.Table) -> list[WriteTask]:
 
 def _write_parquet(metadata: TableMetadata, io: FileIO, file_schema: Schema, key: str, task: WriteTask) -> DataFile:
     """pyiceberg's ``write_file`` for one task, with ``key``'s column written without a dictionary."""
-    model = FileFormatFactory.get(FileFormat.PARQUET)
+    model, downcast = FileFormatFactory.get(FileFormat.PARQUET), _downcast_ns()
     batches = [
         _to_requested_schema(
             requested_schema=file_schema,
             file_schema=task.schema,
             batch=batch,
-            downcast_ns_timestamp_to_us=_downcast_ns(),
+            downcast_ns_timestamp_to_us=downcast,
             include_field_ids=True,
             format_model=model,
         )
@@ -130,6 +130,7 @@ def _write_parquet(metadata: TableMetadata, io: FileIO, file_schema: Schema, key
 
 
 def _downcast_ns() -> bool:
+    """pyiceberg's setting, read from its configuration (a file and the environment) on each call."""
     return Config().get_bool(DOWNCAST_NS_TIMESTAMP_TO_US_ON_WRITE) or False
 
 
