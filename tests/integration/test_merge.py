@@ -24,11 +24,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyiceberg.catalog.sql import SqlCatalog
-from pyiceberg.exceptions import CommitFailedException, ResolveError
+from pyiceberg.exceptions import ResolveError
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
-from pyiceberg.table.update.snapshot import ManageSnapshots
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import DateType, DoubleType, LongType, NestedField, StringType, TimestamptzType
 
@@ -414,24 +413,57 @@ def test_a_chunked_merge_drops_the_staging_branch_a_dead_merge_left(catalog: Sql
     assert len(table_state(table)) == 21
 
 
-def test_a_commit_racing_the_staging_fork_is_a_retryable_conflict(
+def another_writer_inside_next_commits(
+    catalog: SqlCatalog, table: Table, monkeypatch: pytest.MonkeyPatch, times: int
+) -> list[str]:
+    """Land a real commit through a second handle inside the catalog's window of each of the next
+    ``times`` commits (after the catalog read the table, before it swaps the metadata pointer), so
+    the catalog refuses them. The window is pyiceberg's own (``SqlCatalog._write_metadata`` runs in
+    it); a race cannot be timed into it on purpose."""
+    other = catalog.load_table(table.name())
+    landed: list[str] = []
+    busy: list[bool] = []
+    write_metadata = catalog._write_metadata
+
+    def then_another_commit(*args: Any, **kwargs: Any) -> None:
+        write_metadata(*args, **kwargs)
+        if busy or len(landed) >= times:
+            return  # the other writer's own commit
+        busy.append(True)
+        landed.append(f"other{len(landed)}")
+        merge_into(other.refresh(), batch([(landed[-1], 0, 1)], 0), "k")
+        busy.clear()
+
+    monkeypatch.setattr(catalog, "_write_metadata", then_another_commit)
+    return landed
+
+
+def test_a_commit_landing_as_the_staging_branch_forks_is_waited_out(
     catalog: SqlCatalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The catalog refuses the fork because another commit landed inside its commit window. That
-    window cannot be hit on purpose, so the catalog's refusal is simulated (pyiceberg's exception)."""
+    """The fork is the chunked merge's first commit. Nothing is staged before it, so a fork the
+    catalog refused is tried again at the new head."""
     table = new_table(catalog)
     merge_into(table, batch([("stored", 0, 1)], 0), "k")
-    real_commit = ManageSnapshots.commit
+    landed = another_writer_inside_next_commits(catalog, table, monkeypatch, times=2)
+    records = [(f"k{i}", 0, 2) for i in range(10)]
+    outcome = merge_into(table, batch(records, 1), "k", chunk_rows=5, keys_distinct=True)
+    assert landed == ["other0", "other1"] and outcome.rows_inserted == 10
+    assert sorted(table_state(table)) == sorted(["stored", *landed, *(k for k, _, _ in records)])
+    assert sorted(table.refresh().metadata.refs) == ["main"]
 
-    def refused_once(self: ManageSnapshots) -> Any:
-        monkeypatch.setattr(ManageSnapshots, "commit", real_commit)
-        raise CommitFailedException("Table has been updated by another process")
 
-    monkeypatch.setattr(ManageSnapshots, "commit", refused_once)
-    with pytest.raises(MergeConflictError, match="try again") as caught:
-        merge_into(table, batch([(f"k{i}", 0, 2) for i in range(10)], 1), "k", chunk_rows=5, keys_distinct=True)
+def test_a_staging_fork_refused_at_every_attempt_is_a_retryable_conflict(
+    catalog: SqlCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = new_table(catalog)
+    merge_into(table, batch([("stored", 0, 1)], 0), "k")
+    landed = another_writer_inside_next_commits(catalog, table, monkeypatch, times=3)
+    with pytest.raises(MergeConflictError, match=r"staging branch 3 times.*try again") as caught:
+        merge_into(table, batch([(f"k{i}", 0, 2) for i in range(10)], 1), "k", chunk_rows=5, max_attempts=3)
     assert caught.value.transient
-    assert sorted(table_state(table)) == ["stored"] and sorted(table.refresh().metadata.refs) == ["main"]
+    assert sorted(table_state(table)) == sorted(["stored", *landed]) and len(landed) == 3
+    assert sorted(table.refresh().metadata.refs) == ["main"]
 
 
 def test_maintenance_drops_abandoned_staging_branches(catalog: SqlCatalog) -> None:

@@ -11,12 +11,12 @@ from collections.abc import Callable, Iterable, Mapping
 import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
-from pyiceberg.table.refs import MAIN_BRANCH
+from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRef
 from pyiceberg.table.snapshots import Snapshot
 
 from cascade.catalog import initialize_main
 from cascade.errors import MergeConflictError
-from cascade.merge.commit import CarriedFiles, NetChanges
+from cascade.merge.commit import CarriedFiles, NetChanges, pause_after_conflict
 from cascade.merge.engine import MergeOutcome, commit_carried, merge_batch, publish_changes
 from cascade.merge.plan import BeforeCommit, PartitionReplace
 from cascade.naming import STAGING_BRANCH_PREFIX
@@ -109,19 +109,9 @@ def merge_in_chunks(
     else:
         chunks = batch
     table = initialize_main(table.refresh())
-    start_ref = table.metadata.refs.get(branch)
-    head = table.snapshot_by_name(branch) or table.snapshot_by_name(MAIN_BRANCH)
-    assert head is not None
     with contextlib.suppress(CommitFailedException):  # housekeeping; another merge may be dropping them too
         drop_abandoned_staging_branches(table)
-    staging = staging_branch_name(int(time.time() * 1000))
-    try:
-        table.manage_snapshots().create_branch(head.snapshot_id, staging).commit()
-    except CommitFailedException:
-        raise MergeConflictError(
-            f"table {'.'.join(table.name())}: another commit landed while a chunked merge forked its staging "
-            "branch; try again"
-        ) from None
+    table, start_ref, head, staging = _fork_staging(table, branch, max_attempts)
     outcomes: list[MergeOutcome] = []
     # With every key of the batch distinct, a chunk that only inserts writes files holding its own
     # keys alone: no later chunk needs to read them (with random keys, every file's key range
@@ -214,6 +204,35 @@ def merge_in_chunks(
         with contextlib.suppress(Exception):  # never mask the merge's own outcome or error
             table.refresh().manage_snapshots().remove_branch(staging).commit()
     return _sum_outcomes(outcomes, table.refresh().snapshot_by_name(branch))
+
+
+def _fork_staging(table: Table, branch: str, max_attempts: int) -> tuple[Table, SnapshotRef | None, Snapshot, str]:
+    """A new staging branch at ``branch``'s head (``main``'s, for a branch that does not exist yet).
+
+    Returns the table as forked, ``branch``'s ref then, the fork point and the staging branch's
+    name. A commit landing anywhere in the table meanwhile makes the catalog refuse the fork;
+    nothing is staged yet, so the fork is tried again at the head as it is now.
+    """
+    attempt_seconds = 0.0
+    for attempt in range(1, max_attempts + 1):
+        if attempt > 1:
+            pause_after_conflict(attempt, attempt_seconds)
+            table = table.refresh()
+        started = time.monotonic()
+        start_ref = table.metadata.refs.get(branch)
+        head = table.snapshot_by_name(branch) or table.snapshot_by_name(MAIN_BRANCH)
+        assert head is not None
+        staging = staging_branch_name(int(time.time() * 1000))
+        try:
+            table.manage_snapshots().create_branch(head.snapshot_id, staging).commit()
+        except CommitFailedException:
+            attempt_seconds = time.monotonic() - started
+            continue
+        return table, start_ref, head, staging
+    raise MergeConflictError(
+        f"table {'.'.join(table.name())}: concurrent commits refused a chunked merge's staging branch "
+        f"{max_attempts} times; nothing was committed, try again"
+    )
 
 
 def _drop_if_at(table: Table, branch: str, snapshot_id: int) -> None:
