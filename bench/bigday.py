@@ -6,7 +6,8 @@ Sources, generated in the child process (nothing is downloaded):
           file a key range as wide as the day's), at the largest size: with --shuffled
   json    20 columns as dicts, as most REST APIs give: 1M rows
 
-Each method runs in a fresh process on a fresh folder; the script prints wall seconds and peak
+Each method runs in a fresh process on a fresh folder (Cascade without the hook plugins installed
+beside it: ``CASCADE_DISABLE_PLUGIN_AUTOLOAD``); the script prints wall seconds and peak
 RSS (VmHWM) of each, the ratios, Cascade's per-phase seconds, and how long a new process takes
 here to first touch fresh memory (see ``fresh_memory_ms``). Nothing is asserted. With
 ``--repeat N`` each case is measured N times, the two methods taking turns to go first, and the
@@ -143,7 +144,9 @@ def measure(method: str, kind: str, rows: int) -> dict[str, Any]:
             capture_output=True,
             text=True,
             check=False,
-            env={**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"},
+            # Cascade as ``pip install cascade-core`` runs it: hook plugins installed beside it (the
+            # run log's own Iceberg commit, the test plugins) are not loaded; their cost is theirs.
+            env={**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false", "CASCADE_DISABLE_PLUGIN_AUTOLOAD": "1"},
         )
     if done.returncode != 0:
         print(done.stderr[-3000:], file=sys.stderr)
