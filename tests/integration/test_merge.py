@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyiceberg.manifest
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import ResolveError
@@ -572,19 +572,128 @@ def test_a_commit_on_another_branch_just_before_a_streamed_publish_is_no_conflic
     assert sorted(table.refresh().metadata.refs) == ["dev", "main"]
 
 
-def test_chunked_merge_refuses_when_target_moved(catalog: SqlCatalog) -> None:
+def landing_once(catalog: SqlCatalog, table: Table, records: list[tuple[str, int, int | None]], step: int) -> Any:
+    """A ``before_commit`` hook that lands another writer's merge of ``records`` on main the first
+    time a chunk of the chunked merge commits (its staging branch forked before)."""
+    other = catalog.load_table(table.name())
+    landed: list[MergeOutcome] = []
+
+    def hook(plan: object) -> None:
+        if not landed:
+            landed.append(merge_into(other.refresh(), batch(records, step), "k"))
+
+    hook.landed = landed  # type: ignore[attr-defined]
+    return hook
+
+
+def test_another_days_commit_while_a_day_streams_stays_under_it(catalog: SqlCatalog) -> None:
+    """Another partition's day lands on main while this one is staged: their key ranges are apart,
+    so this day lands on top of it, one snapshot, as if it had run after it."""
     table = new_table(catalog)
     merge_into(table, batch([("a", 0, 1)], 0), "k")
-    other_writer = catalog.load_table(table.name())
+    before = history(table)
+    other_day = landing_once(catalog, table, [("z", 0, 26)], 5)
+    outcome = merge_into(table, batch([("b", 0, 2), ("c", 0, 3)], 1), "k", chunk_rows=1, before_commit=other_day)
+    assert other_day.landed and history(table)[2:] == before and len(history(table)) == len(before) + 2
+    assert outcome.snapshot_id == history(table)[0] and (outcome.rows_inserted, outcome.rows_updated) == (2, 0)
+    assert table_state(table) == {
+        "a": (0, 1, stamp(0)),
+        "b": (0, 2, stamp(1)),
+        "c": (0, 3, stamp(1)),
+        "z": (0, 26, stamp(5)),
+    }
+    assert list(table.refresh().metadata.refs) == ["main"]
 
-    def concurrent_commit(plan: object) -> None:
-        if other_writer.refresh().snapshot_by_name("main").summary.get("writer") != "other":
-            merge_into(other_writer, batch([("z", 0, 26)], 5), "k", snapshot_properties={"writer": "other"})
 
-    with pytest.raises(MergeConflictError, match="moved while a chunked merge was staged"):
-        merge_into(table, batch([("b", 0, 2), ("c", 0, 3)], 1), "k", chunk_rows=1, before_commit=concurrent_commit)
+@pytest.mark.parametrize(
+    ("stored", "theirs"),
+    [
+        ([("a", 0, 1)], [("b", 0, 9)]),  # a key the streamed day also holds
+        ([("a", 0, 1)], [("bb", 0, 9)]),  # a key within the day's key range [b, c]
+        ([("b", 0, 1), ("y", 0, 1)], [("y", 0, 9)]),  # a rewrite of the file the day rewrites too
+    ],
+    ids=["same key", "key in range", "same file"],
+)
+def test_a_commit_within_the_streamed_days_keys_is_a_retryable_conflict(
+    catalog: SqlCatalog, stored: list[tuple[str, int, int]], theirs: list[tuple[str, int, int]]
+) -> None:
+    table = new_table(catalog)
+    merge_into(table, batch(stored, 0), "k")
+    model = Model({})
+    model.apply(stored, 0)
+    other_writer = landing_once(catalog, table, theirs, 5)
+    day = batch([("b", 0, 2), ("c", 0, 3)], 1)  # one chunk of keys [b, c]
+    with pytest.raises(MergeConflictError, match=r"moved while a chunked merge was staged.*try again") as caught:
+        merge_into(table, day, "k", chunk_rows=2, before_commit=other_writer)
+    assert caught.value.transient and other_writer.landed
+    model.apply(theirs, 5)
+    assert table_state(table) == model.rows
+    assert list(table.refresh().metadata.refs) == ["main"]
+
+
+def test_a_schema_change_while_a_day_streams_is_a_retryable_conflict(catalog: SqlCatalog) -> None:
+    table = new_table(catalog)
+    merge_into(table, batch([("a", 0, 1)], 0), "k")
+    other = catalog.load_table(table.name())
+
+    def evolve_then_land(plan: object) -> None:
+        if "extra" not in other.refresh().schema().column_names:
+            other.update_schema().add_column("extra", StringType()).commit()
+            merge_into(other.refresh(), batch([("z", 0, 26)], 5), "k")
+
+    with pytest.raises(MergeConflictError, match="schema or partition spec changed"):
+        merge_into(table, batch([("b", 0, 2), ("c", 0, 3)], 1), "k", chunk_rows=1, before_commit=evolve_then_land)
     assert table_state(table) == {"a": (0, 1, stamp(0)), "z": (0, 26, stamp(5))}
-    assert [name for name in table.refresh().metadata.refs if name != "main"] == []
+
+
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    stored=st.lists(record, max_size=20),
+    ours=st.lists(record, min_size=1, max_size=20),
+    theirs=st.lists(record, min_size=1, max_size=10),
+    apart=st.booleans(),
+    chunk_rows=st.integers(1, 7),
+    distinct=st.booleans(),
+)
+def test_a_streamed_day_with_another_writer_landing_matches_the_dict_model(
+    stored: list[tuple[str, int, int | None]],
+    ours: list[tuple[str, int, int | None]],
+    theirs: list[tuple[str, int, int | None]],
+    apart: bool,
+    chunk_rows: int,
+    distinct: bool,
+) -> None:
+    """Another writer's merge lands on main while a day streams. Either the day lands on top, and
+    the table is the dict model of the stored rows, then theirs, then the day's; or it is a
+    retryable conflict and the table is the model of the stored rows, then theirs. ``apart``: their
+    keys sort after every key the day holds, so the day must land."""
+    if apart:
+        theirs = [(f"zz-{k}", p, v) for k, p, v in theirs]
+    if distinct:
+        ours = list({k: (k, p, v) for k, p, v in ours}.values())
+    with tempfile.TemporaryDirectory() as folder:
+        catalog = new_catalog(Path(folder))
+        table = new_table(catalog, small_files=True)
+        model = Model({})
+        if stored:
+            merge_into(table, batch(stored, 0), "k")
+            model.apply(stored, 0)
+        other_writer = landing_once(catalog, table, theirs, 2)
+        try:
+            merge_into(
+                table, batch(ours, 1), "k", chunk_rows=chunk_rows, keys_distinct=distinct, before_commit=other_writer
+            )
+        except MergeConflictError:
+            assert not apart
+            event("a conflict")
+            model.apply(theirs, 2)
+        else:
+            event("landed on top of theirs" if other_writer.landed else "no chunk committed: theirs never ran")
+            if other_writer.landed:
+                model.apply(theirs, 2)
+            model.apply(ours, 1)
+        assert {k: v[:2] for k, v in table_state(table).items()} == {k: v[:2] for k, v in model.rows.items()}
+        assert list(table.refresh().metadata.refs) == ["main"]
 
 
 def test_chunked_merge_failing_stream_leaves_target(catalog: SqlCatalog) -> None:

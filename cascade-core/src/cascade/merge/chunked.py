@@ -17,6 +17,7 @@ from pyiceberg.table.snapshots import Snapshot
 from cascade.catalog import initialize_main
 from cascade.errors import MergeConflictError
 from cascade.merge.commit import CarriedFiles, NetChanges, pause_after_conflict
+from cascade.merge.conflicts import Fork
 from cascade.merge.engine import MergeOutcome, commit_carried, merge_batch, publish_changes
 from cascade.merge.plan import BeforeCommit, PartitionReplace
 from cascade.naming import STAGING_BRANCH_PREFIX
@@ -81,11 +82,12 @@ def merge_in_chunks(
 
     Chunks are merged in order onto a private staging branch forked from ``branch``'s head, so
     the dict semantics hold across chunks (a later chunk's record wins). Then what the chunks
-    changed, netted, lands on ``branch`` as one snapshot whose commit asserts ``branch`` has not
-    moved since the fork (a branch moves to the staging head instead when that is one snapshot):
-    readers of ``branch``, and of its history, see all of the batch or none of it. If it moved,
-    the staging branch is dropped and :class:`MergeConflictError` is raised; a stream cannot be
-    replayed, so the caller retries the run. Counts are summed over chunks, so a key inserted by
+    changed, netted, lands on ``branch`` as one snapshot (a branch that has not moved moves to the
+    staging head instead when that is one snapshot): readers of ``branch``, and of its history,
+    see all of the batch or none of it. Commits on ``branch`` since the fork that touched none of
+    the rows the merge wrote (another partition's day) stay, the batch landing on top of them; any
+    other move of the branch drops the staging branch and raises :class:`MergeConflictError`: a
+    stream cannot be replayed, so the caller retries the run. Counts are summed over chunks, so a key inserted by
     one chunk and changed by a later one counts once as inserted and once as updated; likewise a
     key that changes in one chunk and changes back in a later one ends with its stored values but
     this run's ``_cascade_ingested_at`` (remembering every key's starting row would defeat bounded
@@ -112,6 +114,7 @@ def merge_in_chunks(
     with contextlib.suppress(CommitFailedException):  # housekeeping; another merge may be dropping them too
         drop_abandoned_staging_branches(table)
     table, start_ref, head, staging = _fork_staging(table, branch, max_attempts)
+    fork = Fork(head.snapshot_id, table.spec().spec_id, keys)
     outcomes: list[MergeOutcome] = []
     # With every key of the batch distinct, a chunk that only inserts writes files holding its own
     # keys alone: no later chunk needs to read them (with random keys, every file's key range
@@ -160,12 +163,21 @@ def merge_in_chunks(
                 changes=changes,
             )
             outcomes.append(outcome)
+            fork.took(table, chunk)
             # Arrow's allocator keeps freed pages for reuse; hand them back between chunks so the
             # process's peak (what a pod's memory limit sees) stays near one chunk's working set.
             pa.default_memory_pool().release_unused()
         table = table.refresh()
         staged = _commits_between(table, staging, head.snapshot_id)
-        if carried or staged > 1:
+        now_at = table.metadata.refs.get(branch)
+        unmoved = (now_at.snapshot_id if now_at else None) == (start_ref.snapshot_id if start_ref else None)
+        if staged == 1 and not carried and unmoved:  # the branch moves to the staging branch's one snapshot
+            staged_head = table.snapshot_by_name(staging)
+            assert staged_head is not None
+            if last_check is not None:
+                last_check()
+            move_branch(table, branch, staged_head.snapshot_id, expected=start_ref.snapshot_id if start_ref else None)
+        elif carried or staged:
             # the day as one snapshot on the branch, whatever its chunks committed on the way
             changes.record((), carried.files())
             if last_check is not None:
@@ -177,7 +189,7 @@ def merge_in_chunks(
                     table,
                     changes,
                     branch=branch,
-                    expected_head=head.snapshot_id,
+                    fork=fork,
                     snapshot_properties=snapshot_properties,
                     max_attempts=max_attempts,
                 )
@@ -189,15 +201,10 @@ def merge_in_chunks(
                 carried.committed()  # it may have landed: an orphaned file costs space, a deleted one loses rows
                 raise
             carried.committed()
-        elif staged == 1:  # one commit on the staging branch: the branch moves to it
-            staged_head = table.snapshot_by_name(staging)
-            assert staged_head is not None
-            if last_check is not None:
-                last_check()
-            move_branch(table, branch, staged_head.snapshot_id, expected=start_ref.snapshot_id if start_ref else None)
-    except CommitFailedException:
+    except CommitFailedException as conflict:
         raise MergeConflictError(
-            f"table {'.'.join(table.name())}, branch {branch!r} moved while a chunked merge was staged; try again"
+            f"table {'.'.join(table.name())}, branch {branch!r} moved while a chunked merge was staged "
+            f"({conflict}); try again"
         ) from None
     finally:
         carried.discard()  # files written and never committed

@@ -29,6 +29,7 @@ from cascade.merge.commit import (
     pause_after_conflict,
     write_files,
 )
+from cascade.merge.conflicts import Fork, rebase_conflict
 from cascade.merge.plan import BeforeCommit, MergePlan, PartitionReplace, plan_merge
 from cascade.snapshots import commit_overwrite
 from cascade.telemetry import traced
@@ -202,16 +203,18 @@ def publish_changes(
     changes: NetChanges,
     *,
     branch: str,
-    expected_head: int,
+    fork: Fork,
     snapshot_properties: Mapping[str, str] | None = None,
     max_attempts: int = 20,
 ) -> int:
-    """Commit a chunked merge's net ``changes`` onto ``branch`` as one snapshot, if the branch is
-    still at ``expected_head`` (its fork point); else :class:`CommitFailedException`.
+    """Commit a chunked merge's net ``changes`` onto ``branch`` as one snapshot; returns its id.
 
     One snapshot, not the staging branch's one per chunk: no reader of the branch's history, time
     travel included, ever sees part of the batch. A commit elsewhere in the table (another branch)
-    is no conflict: the publish is planned again on the new metadata. Returns the snapshot's id.
+    is no conflict: the publish is planned again on the new metadata. Neither is a commit on
+    ``branch`` since the ``fork`` outside the key range of the merge's chunks (another partition's
+    day): the changes land on top of it. Any other move of the branch raises
+    :class:`CommitFailedException` (see :func:`cascade.merge.conflicts.rebase_conflict`).
     """
     properties = {**(snapshot_properties or {}), COMMIT_ID: uuid.uuid4().hex}
     attempt_seconds = 0.0
@@ -221,8 +224,12 @@ def publish_changes(
         started = time.monotonic()
         table = table.refresh()  # the latest metadata: the staging commits raised its sequence number
         head = table.snapshot_by_name(branch)
-        if head is None or head.snapshot_id != expected_head:
-            raise CommitFailedException(f"branch {branch!r} moved from {expected_head}")
+        if head is None:
+            raise CommitFailedException(f"branch {branch!r} was removed")
+        if head.snapshot_id != fork.snapshot_id:
+            conflict = rebase_conflict(table, fork, head, changes.deleted.values())
+            if conflict is not None:
+                raise CommitFailedException(f"branch {branch!r} moved since the fork: {conflict}")
         planned_at = last_sequence_number(table)
         try:
             with traced("commit", attempt=attempt, table=".".join(table.name()), branch=branch):

@@ -192,31 +192,58 @@ class _PartitionSummaryCheck:
 
 
 @dataclass(frozen=True)
-class _KeyRange:
+class KeyRange:
     field_id: int
     iceberg_type: PrimitiveType
     values: npt.NDArray[Any] | None  # sorted distinct batch values; None when the type is not prunable
     interval: npt.NDArray[Any] | None = None  # [first, last] of a closed interval of values, instead
 
 
-def _sorted_key_values(schema: Schema, rows: pa.Table, key: str) -> _KeyRange:
+def _sorted_key_values(schema: Schema, rows: pa.Table, key: str) -> KeyRange:
     """The key column's sorted distinct values in the form Iceberg bounds decode to, if prunable."""
     iceberg_field = schema.find_field(key)
     iceberg_type = iceberg_field.field_type
     if not isinstance(iceberg_type, PRUNABLE_KEY_TYPES):
-        return _KeyRange(iceberg_field.field_id, StringType(), None)
-    column = rows.column(key)
-    if isinstance(iceberg_type, (TimestampType, TimestamptzType)):
-        column = column.cast(pa.timestamp("us", tz=column.type.tz)).cast(pa.int64())
-    elif isinstance(iceberg_type, DateType):
-        column = column.cast(pa.int32())
+        return KeyRange(iceberg_field.field_id, StringType(), None)
+    column = _as_bound_values(rows.column(key), iceberg_type)
     if pa.types.is_integer(column.type) and column.null_count == 0:
-        return _KeyRange(iceberg_field.field_id, iceberg_type, sorted_distinct(column.to_numpy()))
+        return KeyRange(iceberg_field.field_id, iceberg_type, sorted_distinct(column.to_numpy()))
     values = sorted_values(pc.unique(column)).to_numpy(zero_copy_only=False)
-    return _KeyRange(iceberg_field.field_id, iceberg_type, values)
+    return KeyRange(iceberg_field.field_id, iceberg_type, values)
 
 
-def _day_range(schema: Schema, replace: PartitionReplace) -> _KeyRange:
+def _as_bound_values(column: pa.Array | pa.ChunkedArray, iceberg_type: PrimitiveType) -> pa.Array | pa.ChunkedArray:
+    """Key values as Iceberg's bounds decode: timestamps as microseconds, dates as days."""
+    if isinstance(iceberg_type, (TimestampType, TimestamptzType)):
+        return column.cast(pa.timestamp("us", tz=column.type.tz)).cast(pa.int64())
+    if isinstance(iceberg_type, DateType):
+        return column.cast(pa.int32())
+    return column
+
+
+def key_intervals(schema: Schema, rows: pa.Table, keys: tuple[str, ...]) -> list[KeyRange]:
+    """Each key column's [least, greatest] value in ``rows``: a file whose bounds miss any of them
+    holds none of the rows' keys (see :func:`may_hold_keys`). A key type Iceberg's bounds cannot
+    prune by gives an interval that every file may hold."""
+    found = []
+    for key in keys:
+        iceberg_field = schema.find_field(key)
+        iceberg_type = iceberg_field.field_type
+        if not isinstance(iceberg_type, PRUNABLE_KEY_TYPES):
+            found.append(KeyRange(iceberg_field.field_id, StringType(), None))
+            continue
+        least, greatest = pc.min_max(_as_bound_values(rows.column(key), iceberg_type)).values()
+        interval = np.array([least.as_py(), greatest.as_py()], dtype=object)
+        found.append(KeyRange(iceberg_field.field_id, iceberg_type, None, interval))
+    return found
+
+
+def may_hold_keys(data_file: DataFile, intervals: list[KeyRange]) -> bool:
+    """Whether ``data_file``'s key bounds (missing ones hold anything) meet every one of ``intervals``."""
+    return all(_range_may_hold(data_file, interval) for interval in intervals)
+
+
+def _day_range(schema: Schema, replace: PartitionReplace) -> KeyRange:
     """The replaced day as a key range over its column: a file whose bounds miss it holds none of it."""
     iceberg_field = schema.find_field(replace.column)
     arrow_type = schema_to_pyarrow(iceberg_field.field_type)
@@ -226,10 +253,10 @@ def _day_range(schema: Schema, replace: PartitionReplace) -> _KeyRange:
         edges = edges.cast(pa.timestamp("us", tz=arrow_type.tz)).cast(pa.int64())
     else:
         edges = edges.cast(pa.int32())
-    return _KeyRange(iceberg_field.field_id, cast(PrimitiveType, iceberg_field.field_type), None, edges.to_numpy())
+    return KeyRange(iceberg_field.field_id, cast(PrimitiveType, iceberg_field.field_type), None, edges.to_numpy())
 
 
-def _range_may_hold(data_file: DataFile, key_range: _KeyRange) -> bool:
+def _range_may_hold(data_file: DataFile, key_range: KeyRange) -> bool:
     """Whether any batch key lies within the file's [lower, upper] bound for the key column.
 
     Truncated string bounds stay correct: a truncated lower bound is a prefix (never greater),
