@@ -63,7 +63,7 @@ from cascade.errors import MaintenanceError, SchemaMismatchError, TransientError
 from cascade.expiry import ExpiryResult, commit_expiry, plan_expiry
 from cascade.maintenance_policy import MaintenancePolicy
 from cascade.merge.chunked import drop_abandoned_staging_branches
-from cascade.merge.commit import COMMIT_ID, commit_plan, find_commit, pause_after_conflict
+from cascade.merge.commit import COMMIT_ID, commit_plan, find_commit, with_retries
 from cascade.merge.plan import MergePlan
 from cascade.pyiceberg_compat import commit_once, write_data_files
 from cascade.telemetry import traced
@@ -628,27 +628,15 @@ def _location(scheme: str, path: str, *, bare: bool) -> str:
 
 
 def _with_retries(table: Table, what: str, attempts: int, attempt: Callable[[Table], R]) -> tuple[R, int]:
-    """Run ``attempt`` until it commits without a conflict; re-read the table before each retry."""
-    attempt_seconds = 0.0
-    for number in range(1, attempts + 1):
-        if number > 1:
-            pause_after_conflict(number, attempt_seconds)
-        current = table.refresh()
-        started = time.monotonic()
-        try:
-            return attempt(current), number
-        except CommitFailedException:
-            pass
-        except ValueError:
-            # pyiceberg reports some conflicts (a snapshot planned on stale metadata, a snapshot
-            # another expiry removed first) as ValueError: a conflict exactly when the table moved.
-            # (Table.refresh() updates in place, so the fresh state is loaded as a new object.)
-            if current.catalog.load_table(current.name()).metadata_location == current.metadata_location:
-                raise
-        attempt_seconds = time.monotonic() - started
-    raise MaintenanceConflictError(
-        f"table {_name(table)}: concurrent commits invalidated {what} {attempts} times; "
-        "nothing was committed, try again"
+    """Run ``attempt`` until it commits without a conflict (see :func:`cascade.merge.commit.with_retries`)."""
+    return with_retries(
+        table,
+        attempts,
+        attempt,
+        gave_up=lambda: MaintenanceConflictError(
+            f"table {_name(table)}: concurrent commits invalidated {what} {attempts} times; "
+            "nothing was committed, try again"
+        ),
     )
 
 

@@ -16,7 +16,7 @@ from pyiceberg.table.snapshots import Snapshot
 
 from cascade.catalog import initialize_main
 from cascade.errors import MergeConflictError
-from cascade.merge.commit import CarriedFiles, NetChanges, pause_after_conflict
+from cascade.merge.commit import CarriedFiles, NetChanges, with_retries
 from cascade.merge.conflicts import Fork
 from cascade.merge.engine import MergeOutcome, commit_carried, merge_batch, publish_changes
 from cascade.merge.plan import BeforeCommit, PartitionReplace
@@ -220,26 +220,25 @@ def _fork_staging(table: Table, branch: str, max_attempts: int) -> tuple[Table, 
     name. A commit landing anywhere in the table meanwhile makes the catalog refuse the fork;
     nothing is staged yet, so the fork is tried again at the head as it is now.
     """
-    attempt_seconds = 0.0
-    for attempt in range(1, max_attempts + 1):
-        if attempt > 1:
-            pause_after_conflict(attempt, attempt_seconds)
-            table = table.refresh()
-        started = time.monotonic()
-        start_ref = table.metadata.refs.get(branch)
-        head = table.snapshot_by_name(branch) or table.snapshot_by_name(MAIN_BRANCH)
+
+    def fork(current: Table) -> tuple[Table, SnapshotRef | None, Snapshot, str]:
+        head = current.snapshot_by_name(branch) or current.snapshot_by_name(MAIN_BRANCH)
         assert head is not None
         staging = staging_branch_name(int(time.time() * 1000))
-        try:
-            table.manage_snapshots().create_branch(head.snapshot_id, staging).commit()
-        except CommitFailedException:
-            attempt_seconds = time.monotonic() - started
-            continue
-        return table, start_ref, head, staging
-    raise MergeConflictError(
-        f"table {'.'.join(table.name())}: concurrent commits refused a chunked merge's staging branch "
-        f"{max_attempts} times; nothing was committed, try again"
+        start_ref = current.metadata.refs.get(branch)
+        current.manage_snapshots().create_branch(head.snapshot_id, staging).commit()
+        return current, start_ref, head, staging
+
+    forked, _ = with_retries(
+        table,
+        max_attempts,
+        fork,
+        gave_up=lambda: MergeConflictError(
+            f"table {'.'.join(table.name())}: concurrent commits refused a chunked merge's staging branch "
+            f"{max_attempts} times; nothing was committed, try again"
+        ),
     )
+    return forked
 
 
 def _drop_if_at(table: Table, branch: str, snapshot_id: int) -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 import pyarrow as pa
+from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
@@ -25,6 +27,7 @@ COMMIT_ID = "cascade.commit-id"  # in every snapshot summary: finds a commit who
 HISTORY_SEARCH_DEPTH = 50  # snapshots back from the head searched for it
 CONFLICT_PAUSE = 0.02  # least back-off base, seconds; see pause_after_conflict
 CONFLICT_PAUSE_MAX = 10.0
+R = TypeVar("R")
 
 
 def write_files(table: Table, rows: pa.Table, keys: Sequence[str] = ()) -> list[DataFile]:
@@ -160,6 +163,31 @@ def pause_after_conflict(attempt: int, attempt_seconds: float) -> None:
     """
     base = max(CONFLICT_PAUSE, attempt_seconds)
     time.sleep(random.uniform(0, min(CONFLICT_PAUSE_MAX, base * 2 ** (attempt - 2))))
+
+
+def with_retries(
+    table: Table, attempts: int, attempt: Callable[[Table], R], *, gave_up: Callable[[], Exception]
+) -> tuple[R, int]:
+    """Run ``attempt`` on the table as it is now until it commits without a conflict; returns its
+    result and the number of tries, or raises ``gave_up()`` after ``attempts`` conflicts."""
+    attempt_seconds = 0.0
+    for number in range(1, attempts + 1):
+        if number > 1:
+            pause_after_conflict(number, attempt_seconds)
+        current = table.refresh()
+        started = time.monotonic()
+        try:
+            return attempt(current), number
+        except CommitFailedException:
+            pass
+        except ValueError:
+            # pyiceberg reports some conflicts (a snapshot planned on stale metadata, a snapshot
+            # another expiry removed first) as ValueError: a conflict exactly when the table moved.
+            # (Table.refresh() updates in place, so the fresh state is loaded as a new object.)
+            if current.catalog.load_table(current.name()).metadata_location == current.metadata_location:
+                raise
+        attempt_seconds = time.monotonic() - started
+    raise gave_up()
 
 
 def last_sequence_number(table: Table) -> int:
