@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from pyiceberg.schema import Schema
 from pyiceberg.types import (
     BooleanType,
+    DateType,
     DoubleType,
     IntegerType,
     ListType,
@@ -34,7 +35,9 @@ from pyiceberg.types import (
     NestedField,
     StringType,
     StructType,
+    TimestampType,
     TimestamptzType,
+    TimeType,
 )
 
 import cascade
@@ -353,6 +356,118 @@ def test_an_arrow_value_its_column_cannot_hold_is_refused_naming_it(config: Casc
     assert "column 'small' cannot be stored as int" in str(caught.value)
     assert "row 1 (key {'id': 'b'})" in str(caught.value)
     assert snapshot_id(config, TABLE) is None
+
+
+TIMES = Schema(
+    NestedField(1, "id", StringType(), required=True),
+    NestedField(2, "at", TimestamptzType(), required=False),
+    NestedField(3, "local", TimestampType(), required=False),
+    NestedField(4, "clock", TimeType(), required=False),
+)
+PLUS_0530 = dt.timezone(dt.timedelta(hours=5, minutes=30))
+
+
+def times_asset(records: list[dict[str, Any]]) -> Any:
+    @cascade_ingestion(table_name="times", unique_key="id", iceberg_schema=TIMES, group="fidelity")
+    def times(partition_date: str):
+        return dlt.resource(records, name="times")
+
+    return times
+
+
+@pytest.mark.parametrize(
+    ("record", "fragments"),
+    [
+        pytest.param({"at": "2024-06-01T12:00:00.123456789Z"}, ["column 'at'", "beyond microseconds"], id="tstz-ns"),
+        pytest.param({"local": "2024-06-01T12:00:00.1234567"}, ["column 'local'", "beyond microseconds"], id="ts-ns"),
+        pytest.param({"clock": "12:00:00.123456789"}, ["column 'clock'", "beyond microseconds"], id="time-ns"),
+        pytest.param({"local": "2024-06-01T12:00:00+05:30"}, ["column 'local'", "offset +05:30"], id="ts-offset"),
+        pytest.param(
+            {"local": dt.datetime(2024, 6, 1, 12, tzinfo=PLUS_0530)}, ["column 'local'", "offset +05:30"], id="ts-aware"
+        ),
+        pytest.param({"clock": "12:00:00+05:30"}, ["column 'clock'", "offset +05:30"], id="time-offset"),
+        pytest.param({"clock": " 12:00:00"}, ["column 'clock'", "not an ISO-8601 time"], id="time-space"),
+        pytest.param({"clock": "1:2:3"}, ["column 'clock'", "not an ISO-8601 time"], id="time-short"),
+    ],
+)
+def test_temporal_values_their_column_would_change_are_refused_naming_them(
+    config: CascadeConfig, record: dict[str, Any], fragments: list[str]
+) -> None:
+    """Digits beyond microseconds would be cut, and an offset given to a column without a time zone
+    would shift the stored time: each is refused, not stored changed."""
+    with isolated_registry(), pytest.raises(SchemaMismatchError) as caught:
+        cascade.run(times_asset([{"id": "ok"}, {"id": "bad", **record}]), "2024-06-01", config=config)
+    for fragment in ["asset 'times', partition 2024-06-01", "record 1 (key {'id': 'bad'})", *fragments]:
+        assert fragment in str(caught.value)
+    assert snapshot_id(config, "fidelity.times") is None
+
+
+def test_a_value_dlt_cannot_coerce_is_named_with_its_column(config: CascadeConfig) -> None:
+    """Python reads an offset with seconds; dlt cannot and stages the text aside (a variant column)."""
+    text = "2024-06-01T12:00:00+05:30:15"
+    with isolated_registry(), pytest.raises(SchemaMismatchError) as caught:
+        cascade.run(times_asset([{"id": "ok"}, {"id": "bad", "at": text}]), "2024-06-01", config=config)
+    message = str(caught.value)
+    for fragment in [
+        "asset 'times', partition 2024-06-01",
+        f"column 'at': dlt could not convert {text!r}",
+        "(key {'id': 'bad'})",
+    ]:
+        assert fragment in message
+    assert snapshot_id(config, "fidelity.times") is None
+
+
+@pytest.mark.parametrize(
+    ("column", "good", "text", "shown"),
+    [
+        ("day", "2024-06-01", "0000-12-31", "0000-12-31"),
+        ("at", "2024-06-01T00:00:00Z", "0001-01-01T00:00:00+01:00", "0000-12-31 23:00:00"),
+    ],
+    ids=["date", "timestamptz"],
+)
+def test_an_arrow_date_before_year_one_is_refused_naming_it(
+    config: CascadeConfig, column: str, good: str, text: str, shown: str
+) -> None:
+    """Arrow reads year 0 from text; Python, and so pyiceberg's statistics and readers, cannot hold it."""
+    schema = Schema(
+        NestedField(1, "id", StringType(), required=True),
+        NestedField(2, "day", DateType(), required=False),
+        NestedField(3, "at", TimestamptzType(), required=False),
+    )
+
+    @cascade_ingestion(table_name="calendar", unique_key="id", iceberg_schema=schema, group="fidelity")
+    def calendar(partition_date: str):
+        return dlt.resource([pa.table({"id": ["ok", "bad"], column: [good, text]})], name="calendar")
+
+    with isolated_registry(), pytest.raises(SchemaMismatchError) as caught:
+        cascade.run(calendar, "2024-06-01", config=config)
+    message = str(caught.value)
+    for fragment in [f"column {column!r} holds {shown}", "outside the years 1 to 9999", "(key {'id': 'bad'})"]:
+        assert fragment in message
+    assert snapshot_id(config, "fidelity.calendar") is None
+
+
+def test_temporal_values_their_column_holds_are_stored_as_given(config: CascadeConfig) -> None:
+    records = [
+        {"id": "zeros", "at": "2024-06-01T12:00:00.123456000Z", "clock": "12:00:00.500000000"},
+        {"id": "naive", "local": "2024-06-01T12:00:00.25", "clock": "23:59:59.999999"},
+        {"id": "utc", "local": "2024-06-01T12:00:00Z", "clock": "12:00:00+00:00"},
+        {"id": "objects", "local": dt.datetime(2024, 6, 1, 12), "clock": dt.time(7, 30)},
+        {"id": "offset", "at": dt.datetime(2024, 6, 1, 12, tzinfo=PLUS_0530)},
+    ]
+    with isolated_registry():
+        cascade.run(times_asset(records), "2024-06-01", config=config)
+    rows = {r["id"]: r for r in read_table(config, "fidelity.times").to_pylist()}
+    noon = dt.datetime(2024, 6, 1, 12)
+    assert rows["zeros"]["at"] == noon.replace(microsecond=123456, tzinfo=dt.UTC)
+    assert rows["zeros"]["clock"] == dt.time(12, 0, 0, 500000)
+    assert (rows["naive"]["local"], rows["naive"]["clock"]) == (
+        noon.replace(microsecond=250000),
+        dt.time(23, 59, 59, 999999),
+    )
+    assert (rows["utc"]["local"], rows["utc"]["clock"]) == (noon, dt.time(12))
+    assert (rows["objects"]["local"], rows["objects"]["clock"]) == (noon, dt.time(7, 30))
+    assert rows["offset"]["at"] == dt.datetime(2024, 6, 1, 6, 30, tzinfo=dt.UTC)
 
 
 INSTANTS = Schema(NestedField(1, "at", TimestamptzType(), required=True), NestedField(2, "n", LongType()))

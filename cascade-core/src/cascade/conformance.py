@@ -8,8 +8,10 @@ string column, a float in an integer column: each is refused naming the column.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +53,8 @@ def conform(batch: pa.Table, schema: Schema, *, where: str = "batch", keys: tupl
     if batch.num_rows == 0:
         return target.empty_table()
     extra = [name for name in batch.column_names if target.get_field_index(name) < 0]
+    for name in extra:
+        refuse_variant(batch, name, target, where=where, keys=keys)
     if extra:
         raise SchemaMismatchError(
             f"{where}: column(s) {extra} are not in the table schema (columns: {target.names}); "
@@ -73,8 +77,34 @@ def conform(batch: pa.Table, schema: Schema, *, where: str = "batch", keys: tupl
                 f"{where}: required column {field.name!r} has {column.null_count} null value(s)"
                 f"{_at_rows(nulls, batch, keys)}"
             )
+        refuse_outside_calendar(column, field.name, where=where, batch=batch, keys=keys)
         columns.append(column)
     return pa.Table.from_arrays(columns, schema=target)
+
+
+def refuse_outside_calendar(
+    column: pa.ChunkedArray, name: str, *, where: str, batch: pa.Table, keys: tuple[str, ...]
+) -> None:
+    """Refuse dates and timestamps outside the years 1 to 9999: Arrow holds them (a year 0 parsed
+    from text), but Python's dates cannot, and so neither can pyiceberg's file statistics or readers."""
+    kind = column.type
+    if pa.types.is_date32(kind):
+        low, high = pa.scalar(dt.date.min, kind), pa.scalar(dt.date.max, kind)
+    elif pa.types.is_timestamp(kind):
+        zone = dt.UTC if kind.tz else None
+        low, high = (pa.scalar(t.replace(tzinfo=zone), kind) for t in (dt.datetime.min, dt.datetime.max))
+    else:
+        return
+    least, greatest = pc.min_max(column).values()
+    if not least.is_valid or not (pc.less(least, low).as_py() or pc.greater(greatest, high).as_py()):
+        return  # compared in Arrow: such a value has no Python form
+    outside = pc.fill_null(pc.or_(pc.less(column, low), pc.greater(column, high)), False)
+    rows = pc.indices_nonzero(outside.combine_chunks())[:EXAMPLE_ROWS].to_pylist()
+    examples = ", ".join(str(column[row].cast(pa.string())) for row in rows)
+    raise SchemaMismatchError(
+        f"{where}: column {name!r} holds {examples}, outside the years 1 to 9999 that Iceberg's readers "
+        f"and Python can hold{_at_rows(rows, batch, keys)}"
+    )
 
 
 def exact_cast_allowed(source: pa.DataType, target: pa.DataType) -> bool:
@@ -146,6 +176,24 @@ def cast_exactly(
 def _offenders(column: pa.ChunkedArray, target: pa.DataType, batch: pa.Table, keys: tuple[str, ...]) -> str:
     """Where the first values that fail the cast are: their row positions and keys."""
     return _at_rows(uncastable_positions(column, target, limit=EXAMPLE_ROWS), batch, keys)
+
+
+DLT_VARIANT = re.compile(r"^(?P<column>.+)__v_[a-z0-9_]+$")
+
+
+def refuse_variant(batch: pa.Table, name: str, target: pa.Schema, *, where: str, keys: tuple[str, ...]) -> None:
+    """Name the values behind a dlt variant column (``at__v_text``): values of a declared column that
+    dlt could not coerce to its type, staged aside instead of failing."""
+    match = DLT_VARIANT.match(name)
+    if match is None or target.get_field_index(match.group("column")) < 0:
+        return
+    values = batch.column(name)
+    rows = pc.indices_nonzero(pc.is_valid(values).combine_chunks())[:EXAMPLE_ROWS].to_pylist()
+    examples = ", ".join(repr(values[row].as_py()) for row in rows)
+    raise SchemaMismatchError(
+        f"{where}: column {match.group('column')!r}: dlt could not convert {examples} to the column's type "
+        f"(it staged them aside as {name!r}){_at_rows(rows, batch, keys)}"
+    )
 
 
 def _at_rows(positions: list[int], batch: pa.Table, keys: tuple[str, ...]) -> str:

@@ -25,6 +25,7 @@ import decimal
 import json
 import math
 import numbers
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -120,12 +121,14 @@ def value_check(field_type: IcebergType) -> Check:
             return _floating
         case BooleanType():
             return _boolean
-        case TimestamptzType() | TimestampType():
+        case TimestamptzType():
             return _timestamp
+        case TimestampType():
+            return lambda v: _timestamp(v, zoned=False)
         case DateType():
             return _date
         case TimeType():
-            return _only((dt.time, str), "a time or an ISO-8601 time string")
+            return _time
         case DecimalType():
             return lambda v: _decimal(v, field_type.precision, field_type.scale)
         case BinaryType() | FixedType():
@@ -177,16 +180,60 @@ def _boolean(value: Any) -> str | None:
     return f"{_describe(value)} is not a boolean"
 
 
-def _timestamp(value: Any) -> str | None:
+def _timestamp(value: Any, zoned: bool = True) -> str | None:
+    """``zoned``: the column keeps instants (``timestamptz``); else it keeps times without an offset."""
+    parsed: dt.datetime
     if isinstance(value, dt.datetime):
-        return None
-    if isinstance(value, str):
+        if getattr(value, "nanosecond", 0):  # a pandas Timestamp
+            return f"{_describe(value)} has nanoseconds; the column keeps microseconds"
+        parsed = value
+    elif isinstance(value, str):
         try:
-            dt.datetime.fromisoformat(value)
+            parsed = dt.datetime.fromisoformat(value)
         except ValueError:
             return f"the string {value!r} is not an ISO-8601 timestamp"
+        if _beyond_microseconds(value):
+            return f"the string {value!r} has fractional seconds beyond microseconds; the column keeps microseconds"
+    else:
+        return f"{_describe(value)} is not a timestamp or an ISO-8601 string"
+    return None if zoned else _shifting_offset(value, parsed.utcoffset())
+
+
+def _time(value: Any) -> str | None:
+    parsed: dt.time
+    if isinstance(value, dt.time):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = dt.time.fromisoformat(value)
+        except ValueError:
+            return f"the string {value!r} is not an ISO-8601 time"
+        if _beyond_microseconds(value):
+            return f"the string {value!r} has fractional seconds beyond microseconds; the column keeps microseconds"
+    else:
+        return f"{_describe(value)} is not a time or an ISO-8601 time string"
+    return _shifting_offset(value, parsed.utcoffset())
+
+
+FRACTION = re.compile(r"[.,](\d{7,})")
+
+
+def _beyond_microseconds(text: str) -> bool:
+    """Whether ISO text gives a second's fraction past the sixth digit (Python's parser drops it)."""
+    return any(digits[6:].strip("0") for digits in FRACTION.findall(text))
+
+
+def _shifting_offset(value: Any, offset: dt.timedelta | None) -> str | None:
+    """Why a value with a UTC offset cannot go to a column without one: storing it would shift it."""
+    if not offset:
         return None
-    return f"{_describe(value)} is not a timestamp or an ISO-8601 string"
+    sign, magnitude = ("-", -offset) if offset < dt.timedelta(0) else ("+", offset)
+    hours, rest = divmod(int(magnitude.total_seconds()), 3600)
+    spelled = f"{sign}{hours:02d}:{rest // 60:02d}" + (f":{rest % 60:02d}" if rest % 60 else "")
+    return (
+        f"{_describe(value)} has the UTC offset {spelled}, which a column without a time zone cannot keep "
+        "(its time would shift); send it without an offset, or declare a timestamptz column"
+    )
 
 
 def _date(value: Any) -> str | None:
@@ -235,7 +282,6 @@ FAST_TYPES: dict[type[IcebergType], frozenset[type]] = {
     FloatType: frozenset({float}),
     DoubleType: frozenset({float}),
     TimestamptzType: frozenset({dt.datetime}),
-    TimestampType: frozenset({dt.datetime}),
     DateType: frozenset({dt.date}),
 }
 """Value types a column takes as they are, checked by ``type(value) in ...`` before any slower check."""
