@@ -13,6 +13,7 @@ import random
 import tempfile
 import threading
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from pyiceberg.exceptions import ResolveError
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
+from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import DateType, DoubleType, LongType, NestedField, StringType, TimestamptzType
 
@@ -414,12 +416,16 @@ def test_a_chunked_merge_drops_the_staging_branch_a_dead_merge_left(catalog: Sql
 
 
 def another_writer_inside_next_commits(
-    catalog: SqlCatalog, table: Table, monkeypatch: pytest.MonkeyPatch, times: int
+    catalog: SqlCatalog,
+    table: Table,
+    monkeypatch: pytest.MonkeyPatch,
+    times: int,
+    when: Callable[[TableMetadata], bool] = lambda metadata: True,
 ) -> list[str]:
     """Land a real commit through a second handle inside the catalog's window of each of the next
-    ``times`` commits (after the catalog read the table, before it swaps the metadata pointer), so
-    the catalog refuses them. The window is pyiceberg's own (``SqlCatalog._write_metadata`` runs in
-    it); a race cannot be timed into it on purpose."""
+    ``times`` commits ``when`` picks by the metadata they write (after the catalog read the table,
+    before it swaps the metadata pointer), so the catalog refuses them. The window is pyiceberg's
+    own (``SqlCatalog._write_metadata`` runs in it); a race cannot be timed into it on purpose."""
     other = catalog.load_table(table.name())
     landed: list[str] = []
     busy: list[bool] = []
@@ -427,8 +433,8 @@ def another_writer_inside_next_commits(
 
     def then_another_commit(*args: Any, **kwargs: Any) -> None:
         write_metadata(*args, **kwargs)
-        if busy or len(landed) >= times:
-            return  # the other writer's own commit
+        if busy or len(landed) >= times or not when(kwargs.get("metadata") or args[0]):
+            return  # the other writer's own commit, or one not picked
         busy.append(True)
         landed.append(f"other{len(landed)}")
         merge_into(other.refresh(), batch([(landed[-1], 0, 1)], 0), "k")
@@ -464,6 +470,22 @@ def test_a_staging_fork_refused_at_every_attempt_is_a_retryable_conflict(
     assert caught.value.transient
     assert sorted(table_state(table)) == sorted(["stored", *landed]) and len(landed) == 3
     assert sorted(table.refresh().metadata.refs) == ["main"]
+
+
+def test_a_staging_branch_whose_removal_lost_a_race_is_removed(
+    catalog: SqlCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = new_table(catalog)
+    merge_into(table, batch([("stored", 0, 1)], 0), "k")
+
+    def removes_the_staging_branch(metadata: TableMetadata) -> bool:
+        return not any(name.startswith("cascade-merge-") for name in metadata.refs)
+
+    landed = another_writer_inside_next_commits(catalog, table, monkeypatch, times=1, when=removes_the_staging_branch)
+    records = [(f"k{i}", 0, 2) for i in range(10)]
+    merge_into(table, batch(records, 1), "k", chunk_rows=5, keys_distinct=True)
+    assert landed == ["other0"] and sorted(table.refresh().metadata.refs) == ["main"]
+    assert sorted(table_state(table)) == sorted(["stored", *landed, *(k for k, _, _ in records)])
 
 
 def test_maintenance_drops_abandoned_staging_branches(catalog: SqlCatalog) -> None:

@@ -209,7 +209,7 @@ def merge_in_chunks(
     finally:
         carried.discard()  # files written and never committed
         with contextlib.suppress(Exception):  # never mask the merge's own outcome or error
-            table.refresh().manage_snapshots().remove_branch(staging).commit()
+            _drop_staging(table, staging, max_attempts)
     return _sum_outcomes(outcomes, table.refresh().snapshot_by_name(branch))
 
 
@@ -239,6 +239,17 @@ def _fork_staging(table: Table, branch: str, max_attempts: int) -> tuple[Table, 
         ),
     )
     return forked
+
+
+def _drop_staging(table: Table, staging: str, max_attempts: int) -> None:
+    """Remove the merge's staging branch, again after losing a race with another commit (a branch
+    left behind keeps its snapshots and files until a later merge drops it, a day on)."""
+    with_retries(
+        table,
+        max_attempts,
+        lambda current: current.manage_snapshots().remove_branch(staging).commit(),
+        gave_up=lambda: MergeConflictError(f"staging branch {staging!r}: concurrent commits refused its removal"),
+    )
 
 
 def _drop_if_at(table: Table, branch: str, snapshot_id: int) -> None:
