@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cascade.config import load_config
+from cascade.config import CascadeConfig, load_config
 from cascade.errors import ConfigurationError
 from cascade.redaction import MASK, redact, remember_secrets
 
@@ -20,6 +20,12 @@ def test_embedded_default_needs_nothing(tmp_path: Path) -> None:
         "warehouse": (tmp_path / ".cascade" / "warehouse").as_uri(),
     }
     assert config.branch is None
+
+
+def test_a_home_given_as_text_is_a_path(tmp_path: Path) -> None:
+    config = CascadeConfig(home=str(tmp_path / "lake"))  # type: ignore[arg-type]
+    assert config.home == tmp_path / "lake"
+    assert config.catalog["uri"] == f"sqlite:///{tmp_path / 'lake' / 'catalog.db'}"
 
 
 def test_toml_then_environment(tmp_path: Path) -> None:

@@ -78,6 +78,10 @@ class CascadeConfig:
     http: HttpPolicy = field(default_factory=HttpPolicy)
     maintenance: MaintenancePolicy = field(default_factory=MaintenancePolicy)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.home, Path):  # CascadeConfig(home="lake") is how most will write it
+            object.__setattr__(self, "home", Path(self.home))
+
     @property
     def catalog(self) -> dict[str, str]:
         """The pyiceberg catalog properties, with the embedded SQLite defaults filled in."""
