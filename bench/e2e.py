@@ -10,6 +10,10 @@ fresh process on a fresh folder:
 
 Prints seconds per partition (median over the days after the first, which pays imports and
 table creation) and the ratios the targets are stated in. Nothing is asserted.
+
+One big day (1M to 10M rows, and 1M JSON-shaped records) beside dlt alone, with peak memory and
+Cascade's per-phase seconds, is ``bench/bigday.py``: it needs no HTTP server, and each of its
+cases runs minutes.
 """
 
 from __future__ import annotations
