@@ -220,6 +220,8 @@ FRACTION = re.compile(r"[.,](\d{7,})")
 
 def _beyond_microseconds(text: str) -> bool:
     """Whether ISO text gives a second's fraction past the sixth digit (Python's parser drops it)."""
+    if "." not in text and "," not in text:  # most timestamps: no fraction to read
+        return False
     return any(digits[6:].strip("0") for digits in FRACTION.findall(text))
 
 
