@@ -8,6 +8,7 @@ is replaced unless its non-metadata columns are equal (then it keeps its stored
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import random
 import tempfile
@@ -40,6 +41,7 @@ from cascade.maintenance import expire_snapshots
 from cascade.merge.batch import prepare_batch
 from cascade.merge.chunked import STAGING_GRACE, staging_branch_name
 from cascade.merge.commit import CarriedFiles
+from cascade.merge.plan import PartitionReplace
 from cascade.merge.pruning import candidate_files
 from tests.conftest import examples
 
@@ -716,6 +718,91 @@ def test_a_streamed_day_with_another_writer_landing_matches_the_dict_model(
             model.apply(ours, 1)
         assert {k: v[:2] for k, v in table_state(table).items()} == {k: v[:2] for k, v in model.rows.items()}
         assert list(table.refresh().metadata.refs) == ["main"]
+
+
+DAYS = Schema(
+    NestedField(1, "k", LongType(), required=False),
+    NestedField(2, "d", DateType(), required=False),
+    NestedField(3, "v", LongType(), required=False),
+    NestedField(4, INGESTED_AT, TimestamptzType(), required=False),
+)
+JUNE_1 = dt.date(2024, 6, 1)
+
+
+def day_rows(records: list[tuple[int, dt.date, int]], step: int) -> pa.Table:
+    return pa.table(
+        {
+            "k": pa.array([r[0] for r in records], pa.int64()),
+            "d": pa.array([r[1] for r in records], pa.date32()),
+            "v": pa.array([r[2] for r in records], pa.int64()),
+            INGESTED_AT: pa.array([stamp(step)] * len(records), pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def values_by_key(table: Table) -> dict[int, int]:
+    return {r["k"]: r["v"] for r in table.refresh().scan().to_arrow().to_pylist()}
+
+
+@pytest.mark.parametrize(
+    ("theirs", "their_replace", "lands"),
+    [
+        ([(5000, JUNE_1, 7)], False, False),
+        ([(10, JUNE_1, 1), (5000, JUNE_1, 7)], True, False),
+        ([(5000, JUNE_1 + dt.timedelta(days=1), 7)], False, True),
+    ],
+    ids=["a late row merged into the day", "the day replaced by another run", "a row of another day"],
+)
+def test_a_streamed_replace_conflicts_with_any_commit_in_its_day(
+    catalog: SqlCatalog, theirs: list[tuple[int, dt.date, int]], their_replace: bool, lands: bool
+) -> None:
+    """A replace depends on every row of its day, whatever the key: another writer's row in the
+    day (its key outside the day's keys) would otherwise outlive the replace."""
+    table = catalog.create_table(f"n.t{next(_counter)}", schema=DAYS)
+    merge_into(table, day_rows([(10, JUNE_1, 1)], 0), "k")
+    other, landed = catalog.load_table(table.name()), []
+
+    def other_writer(plan: object) -> None:
+        if not landed:
+            replace = PartitionReplace("d", JUNE_1) if their_replace else None
+            landed.append(merge_into(other.refresh(), day_rows(theirs, 2), "k", replace=replace))
+
+    ours = [(k, JUNE_1, 2) for k in (10, 11, 12, 13)]
+    replace = PartitionReplace("d", JUNE_1, keep=pa.table({"k": pa.array([k for k, _, _ in ours], pa.int64())}))
+    run = functools.partial(merge_into, table, day_rows(ours, 1), "k", chunk_rows=2, before_commit=other_writer)
+    if lands:
+        run(replace=replace)
+        assert values_by_key(table) == {10: 2, 11: 2, 12: 2, 13: 2, 5000: 7}
+    else:
+        with pytest.raises(MergeConflictError, match="the day it replaced"):
+            run(replace=replace)
+        assert values_by_key(table) == {10: 1, 5000: 7}
+    assert landed and list(table.refresh().metadata.refs) == ["main"]
+
+
+def test_an_empty_streamed_replace_empties_its_day(catalog: SqlCatalog) -> None:
+    """As an empty batch merged whole does (see ``merge_into``)."""
+    table = catalog.create_table(f"n.t{next(_counter)}", schema=DAYS)
+    merge_into(table, day_rows([(10, JUNE_1, 1), (20, JUNE_1 + dt.timedelta(days=1), 1)], 0), "k")
+    nothing = pa.table({"k": pa.array([], pa.int64())})
+    merge_into(table, iter([]), "k", chunk_rows=2, replace=PartitionReplace("d", JUNE_1, keep=nothing))
+    assert values_by_key(table) == {20: 1} and list(table.refresh().metadata.refs) == ["main"]
+
+
+@pytest.mark.parametrize("key", ["d", "at"])
+def test_a_streamed_batch_whose_temporal_keys_are_text_is_merged(catalog: SqlCatalog, key: str) -> None:
+    schema = Schema(
+        NestedField(1, "d", DateType(), required=False),
+        NestedField(2, "at", TimestamptzType(), required=False),
+        NestedField(3, "v", LongType(), required=False),
+    )
+    table = catalog.create_table(f"n.t{next(_counter)}", schema=schema)
+    days = ["2024-06-01", "2024-06-02", "2024-06-03"]
+    rows = pa.table({"d": days, "at": [f"{d}T12:00:00+00:00" for d in days], "v": [1, 2, 3]})
+    outcome = merge_into(table, rows, key, chunk_rows=1)
+    assert outcome.rows_inserted == 3
+    stored = sorted((r["d"].isoformat(), r["v"]) for r in table.refresh().scan().to_arrow().to_pylist())
+    assert stored == [(d, v) for d, v in zip(days, [1, 2, 3], strict=True)]
 
 
 def test_chunked_merge_failing_stream_leaves_target(catalog: SqlCatalog) -> None:

@@ -6,7 +6,7 @@ import contextlib
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException
@@ -111,10 +111,12 @@ def merge_in_chunks(
     else:
         chunks = batch
     table = initialize_main(table.refresh())
+    if replace is not None:  # an empty batch still replaces its partition: with nothing
+        chunks = _or_empty(chunks, table.schema().as_arrow().empty_table())
     with contextlib.suppress(CommitFailedException):  # housekeeping; another merge may be dropping them too
         drop_abandoned_staging_branches(table)
     table, start_ref, head, staging = _fork_staging(table, branch, max_attempts)
-    fork = Fork(head.snapshot_id, table.spec().spec_id, keys)
+    fork = Fork(head.snapshot_id, table.spec().spec_id)
     outcomes: list[MergeOutcome] = []
     # With every key of the batch distinct, a chunk that only inserts writes files holding its own
     # keys alone: no later chunk needs to read them (with random keys, every file's key range
@@ -123,6 +125,8 @@ def merge_in_chunks(
     # or the last one: one snapshot for a day that only inserts, not one per chunk.
     carried = CarriedFiles(table)
     changes = NetChanges()
+    if replace is not None:
+        changes.depends_on_day(table.schema(), replace)
     still_distinct = keys_distinct if callable(keys_distinct) else lambda: bool(keys_distinct)
     vouched = True
 
@@ -163,7 +167,6 @@ def merge_in_chunks(
                 changes=changes,
             )
             outcomes.append(outcome)
-            fork.took(table, chunk)
             # Arrow's allocator keeps freed pages for reuse; hand them back between chunks so the
             # process's peak (what a pod's memory limit sees) stays near one chunk's working set.
             pa.default_memory_pool().release_unused()
@@ -284,6 +287,16 @@ def _chunks(reader: pa.RecordBatchReader, chunk_rows: int) -> Iterable[pa.Table]
                 pending, size = [], 0
     if pending:
         yield pa.Table.from_batches(pending)
+
+
+def _or_empty(chunks: Iterable[pa.Table], empty: pa.Table) -> Iterator[pa.Table]:
+    """``chunks``, or one ``empty`` chunk when there are none."""
+    taken = False
+    for chunk in chunks:
+        taken = True
+        yield chunk
+    if not taken:
+        yield empty
 
 
 def _sum_outcomes(outcomes: list[MergeOutcome], head: Snapshot | None) -> MergeOutcome:

@@ -17,9 +17,11 @@ from typing import TypeVar
 import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.manifest import DataFile
+from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 
-from cascade.merge.plan import MergePlan
+from cascade.merge.plan import MergePlan, PartitionReplace
+from cascade.merge.pruning import KeyRange, day_interval, key_intervals
 from cascade.pyiceberg_compat import write_data_files
 from cascade.snapshots import commit_overwrite
 
@@ -43,11 +45,25 @@ def write_files(table: Table, rows: pa.Table, keys: Sequence[str] = ()) -> list[
 class NetChanges:
     """What a chunked merge's commits on its staging branch changed, netted over the chunks: the
     fork's files deleted, and the files written that are still live (a file one chunk writes and
-    a later one replaces is in neither). Committed as one snapshot on the target branch."""
+    a later one replaces is in neither). Committed as one snapshot on the target branch.
+
+    ``regions`` are the parts of the table the merge's outcome depends on: each chunk's key
+    intervals, and a replaced day. Another writer's commit outside all of them leaves the
+    changes valid on top of it (see :mod:`cascade.merge.conflicts`)."""
 
     def __init__(self) -> None:
         self.deleted: dict[str, DataFile] = {}
         self.added: dict[str, DataFile] = {}
+        self.regions: list[list[KeyRange]] = []
+
+    def depends_on_keys(self, schema: Schema, rows: pa.Table, keys: tuple[str, ...]) -> None:
+        """The keys of ``rows`` (a chunk as the table holds it), whether or not the merge changed them."""
+        if rows.num_rows:
+            self.regions.append(key_intervals(schema, rows, keys))
+
+    def depends_on_day(self, schema: Schema, replace: PartitionReplace) -> None:
+        """The replaced day: every row of it the batch lacks is deleted, whatever its key."""
+        self.regions.append([day_interval(schema, replace)])
 
     def record(self, deleted: Iterable[DataFile], added: Iterable[DataFile]) -> None:
         for data_file in deleted:

@@ -95,6 +95,8 @@ def merge_batch(
     if missing:
         raise SchemaMismatchError(f"table {table.name()}: unique key column(s) {missing} not in the table schema")
     rows = prepare_batch(batch, schema, keys, keys_distinct=keys_distinct)
+    if changes is not None:
+        changes.depends_on_keys(schema, rows, keys)
     deduplicated = batch.num_rows - rows.num_rows
     properties = {**(snapshot_properties or {}), COMMIT_ID: uuid.uuid4().hex}
     attempt_seconds = 0.0
@@ -227,7 +229,7 @@ def publish_changes(
         if head is None:
             raise CommitFailedException(f"branch {branch!r} was removed")
         if head.snapshot_id != fork.snapshot_id:
-            conflict = rebase_conflict(table, fork, head, changes.deleted.values())
+            conflict = rebase_conflict(table, fork, head, changes)
             if conflict is not None:
                 raise CommitFailedException(f"branch {branch!r} moved since the fork: {conflict}")
         planned_at = last_sequence_number(table)

@@ -132,7 +132,7 @@ def candidate_files(
     prune = replace is None and exact_partition_pruning(table, keys, stable_partitions)
     partitions = batch_partitions(table, rows) if prune else None
     ranges = [_sorted_key_values(schema, rows, key) for key in keys]
-    day = _day_range(schema, replace) if replace is not None else None
+    day = day_interval(schema, replace) if replace is not None else None
     manifests = _manifest_lists.of(table, head)
     if any(m.content == ManifestContent.DELETES and (m.added_files_count or m.existing_files_count) for m in manifests):
         raise SchemaMismatchError(
@@ -243,7 +243,7 @@ def may_hold_keys(data_file: DataFile, intervals: list[KeyRange]) -> bool:
     return all(_range_may_hold(data_file, interval) for interval in intervals)
 
 
-def _day_range(schema: Schema, replace: PartitionReplace) -> KeyRange:
+def day_interval(schema: Schema, replace: PartitionReplace) -> KeyRange:
     """The replaced day as a key range over its column: a file whose bounds miss it holds none of it."""
     iceberg_field = schema.find_field(replace.column)
     arrow_type = schema_to_pyarrow(iceberg_field.field_type)
