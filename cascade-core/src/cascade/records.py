@@ -182,37 +182,42 @@ def _boolean(value: Any) -> str | None:
 
 def _timestamp(value: Any, zoned: bool = True) -> str | None:
     """``zoned``: the column keeps instants (``timestamptz``); else it keeps times without an offset."""
-    parsed: dt.datetime
     if isinstance(value, dt.datetime):
         if getattr(value, "nanosecond", 0):  # a pandas Timestamp
             return f"{_describe(value)} has nanoseconds; the column keeps microseconds"
-        parsed = value
+        offset = value.utcoffset()
     elif isinstance(value, str):
-        try:
-            parsed = dt.datetime.fromisoformat(value)
-        except ValueError:
-            return f"the string {value!r} is not an ISO-8601 timestamp"
-        if _beyond_microseconds(value):
-            return f"the string {value!r} has fractional seconds beyond microseconds; the column keeps microseconds"
+        parsed, problem = _read_iso(value, dt.datetime.fromisoformat, "timestamp")
+        if problem is not None:
+            return problem
+        offset = parsed.utcoffset()
     else:
         return f"{_describe(value)} is not a timestamp or an ISO-8601 string"
-    return None if zoned else _shifting_offset(value, parsed.utcoffset())
+    return None if zoned else _shifting_offset(value, offset)
 
 
 def _time(value: Any) -> str | None:
-    parsed: dt.time
     if isinstance(value, dt.time):
-        parsed = value
+        offset = value.utcoffset()
     elif isinstance(value, str):
-        try:
-            parsed = dt.time.fromisoformat(value)
-        except ValueError:
-            return f"the string {value!r} is not an ISO-8601 time"
-        if _beyond_microseconds(value):
-            return f"the string {value!r} has fractional seconds beyond microseconds; the column keeps microseconds"
+        parsed, problem = _read_iso(value, dt.time.fromisoformat, "time")
+        if problem is not None:
+            return problem
+        offset = parsed.utcoffset()
     else:
         return f"{_describe(value)} is not a time or an ISO-8601 time string"
-    return _shifting_offset(value, parsed.utcoffset())
+    return _shifting_offset(value, offset)
+
+
+def _read_iso(text: str, parse: Callable[[str], Any], what: str) -> tuple[Any, str | None]:
+    """``text`` as ``parse`` reads it, or why it cannot be stored unchanged."""
+    try:
+        parsed = parse(text)
+    except ValueError:
+        return None, f"the string {text!r} is not an ISO-8601 {what}"
+    if _beyond_microseconds(text):
+        return None, f"the string {text!r} has fractional seconds beyond microseconds; the column keeps microseconds"
+    return parsed, None
 
 
 FRACTION = re.compile(r"[.,](\d{7,})")

@@ -214,9 +214,10 @@ def publish_changes(
     One snapshot, not the staging branch's one per chunk: no reader of the branch's history, time
     travel included, ever sees part of the batch. A commit elsewhere in the table (another branch)
     is no conflict: the publish is planned again on the new metadata. Neither is a commit on
-    ``branch`` since the ``fork`` outside the key range of the merge's chunks (another partition's
-    day): the changes land on top of it. Any other move of the branch raises
-    :class:`CommitFailedException` (see :func:`cascade.merge.conflicts.rebase_conflict`).
+    ``branch`` since the ``fork`` outside what the merge depends on (``changes.regions``: its
+    chunks' key ranges, a replaced day), such as another partition's day: the changes land on top
+    of it. Any other move of the branch raises :class:`CommitFailedException` (see
+    :func:`cascade.merge.conflicts.rebase_conflict`).
     """
     properties = {**(snapshot_properties or {}), COMMIT_ID: uuid.uuid4().hex}
     attempt_seconds = 0.0
