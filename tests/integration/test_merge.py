@@ -200,6 +200,15 @@ def test_failure_before_commit_leaves_snapshot(catalog: SqlCatalog) -> None:
     assert table_state(table) == {"a": (0, 1, stamp(0))}
 
 
+@pytest.mark.parametrize("chunk_rows", [None, 1], ids=["whole", "chunked"])
+def test_a_merge_onto_a_new_branch_starts_it_from_main(catalog: SqlCatalog, chunk_rows: int | None) -> None:
+    table = new_table(catalog)
+    merge_into(table, batch([("a", 0, 1), ("b", 0, 1)], 0), "k")
+    merge_into(table, batch([("b", 0, 2), ("c", 0, 2)], 1), "k", branch="dev", chunk_rows=chunk_rows)
+    assert table_state(table, "dev") == {"a": (0, 1, stamp(0)), "b": (0, 2, stamp(1)), "c": (0, 2, stamp(1))}
+    assert table_state(table) == {"a": (0, 1, stamp(0)), "b": (0, 1, stamp(0))}
+
+
 def test_branch_merge_leaves_main(catalog: SqlCatalog) -> None:
     table = new_table(catalog)
     merge_into(table, batch([("a", 0, 1)], 0), "k")

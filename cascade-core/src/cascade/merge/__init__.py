@@ -32,9 +32,11 @@ import pyarrow as pa
 from pyiceberg.table import Table
 from pyiceberg.table.refs import MAIN_BRANCH
 
+from cascade.catalog import ensure_branch
 from cascade.conformance import conform
+from cascade.errors import MergeConflictError
 from cascade.merge.chunked import merge_in_chunks
-from cascade.merge.commit import CarriedFiles, write_files
+from cascade.merge.commit import CarriedFiles, with_retries, write_files
 from cascade.merge.engine import MergeOutcome, commit_carried, merge_batch
 from cascade.merge.plan import BeforeCommit, MergePlan, PartitionReplace
 
@@ -67,7 +69,8 @@ def merge_into(
     """Upsert ``batch`` into ``table`` on ``unique_key`` in one atomic snapshot on ``branch``.
 
     With ``replace``, the rows of that partition whose keys the batch lacks are deleted in the
-    same snapshot (an empty batch empties the partition).
+    same snapshot (an empty batch empties the partition). A ``branch`` that does not exist yet
+    starts from main's head.
 
     ``stable_partitions`` declares that a key's partition columns never change, so pruning to
     the batch's partitions is exact even when the partition source is not part of the key.
@@ -102,6 +105,13 @@ def merge_into(
         batch = batch.read_all()
     if not isinstance(batch, pa.Table):
         raise TypeError("an iterable of tables is merged in chunks: pass chunk_rows")
+    if branch != MAIN_BRANCH and branch not in table.metadata.refs:  # a new branch starts from main
+        table, _ = with_retries(
+            table,
+            max_attempts,
+            lambda current: ensure_branch(current, branch),
+            gave_up=lambda: MergeConflictError(f"table {'.'.join(table.name())}: could not create branch {branch!r}"),
+        )
     return merge_batch(
         table,
         batch,
