@@ -12,7 +12,7 @@ import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRef
-from pyiceberg.table.snapshots import Snapshot
+from pyiceberg.table.snapshots import Snapshot, ancestors_of
 
 from cascade.catalog import initialize_main
 from cascade.errors import MergeConflictError
@@ -266,10 +266,11 @@ def _drop_if_at(table: Table, branch: str, snapshot_id: int) -> None:
 
 def _commits_between(table: Table, branch: str, fork: int) -> int:
     """How many snapshots ``branch`` holds above its ``fork`` point."""
-    count, snapshot = 0, table.snapshot_by_name(branch)
-    while snapshot is not None and snapshot.snapshot_id != fork:
+    count = 0
+    for snapshot in ancestors_of(table.snapshot_by_name(branch), table.metadata):
+        if snapshot.snapshot_id == fork:
+            break
         count += 1
-        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
     return count
 
 

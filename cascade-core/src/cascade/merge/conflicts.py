@@ -15,12 +15,10 @@ from dataclasses import dataclass
 
 from pyiceberg.manifest import DataFile, ManifestContent
 from pyiceberg.table import Table
-from pyiceberg.table.snapshots import Snapshot
+from pyiceberg.table.snapshots import Snapshot, ancestors_of
 
 from cascade.merge.commit import NetChanges
 from cascade.merge.pruning import may_hold_keys
-
-HISTORY_DEPTH = 10_000  # snapshots searched back from the head for the fork
 
 
 @dataclass(frozen=True)
@@ -63,11 +61,4 @@ def live_files(table: Table, snapshot: Snapshot) -> dict[str, DataFile]:
 
 
 def _descends_from(table: Table, head: Snapshot, ancestor_id: int) -> bool:
-    snapshot: Snapshot | None = head
-    for _ in range(HISTORY_DEPTH):
-        if snapshot is None:
-            return False
-        if snapshot.snapshot_id == ancestor_id:
-            return True
-        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
-    return False
+    return any(snapshot.snapshot_id == ancestor_id for snapshot in ancestors_of(head, table.metadata))
