@@ -16,7 +16,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -605,18 +605,25 @@ def test_a_commit_on_another_branch_just_before_a_streamed_publish_is_no_conflic
     assert sorted(table.refresh().metadata.refs) == ["dev", "main"]
 
 
-def landing_once(catalog: SqlCatalog, table: Table, records: list[tuple[str, int, int | None]], step: int) -> Any:
+@dataclass
+class OtherWriter:
     """A ``before_commit`` hook that lands another writer's merge of ``records`` on main the first
     time a chunk of the chunked merge commits (its staging branch forked before)."""
-    other = catalog.load_table(table.name())
-    landed: list[MergeOutcome] = []
 
-    def hook(plan: object) -> None:
-        if not landed:
-            landed.append(merge_into(other.refresh(), batch(records, step), "k"))
+    table: Table  # the other writer's own handle
+    records: list[tuple[str, int, int | None]]
+    step: int
+    landed: list[MergeOutcome] = field(default_factory=list)
 
-    hook.landed = landed  # type: ignore[attr-defined]
-    return hook
+    def __call__(self, plan: object) -> None:
+        if not self.landed:
+            self.landed.append(merge_into(self.table.refresh(), batch(self.records, self.step), "k"))
+
+
+def landing_once(
+    catalog: SqlCatalog, table: Table, records: list[tuple[str, int, int | None]], step: int
+) -> OtherWriter:
+    return OtherWriter(catalog.load_table(table.name()), records, step)
 
 
 def test_another_days_commit_while_a_day_streams_stays_under_it(catalog: SqlCatalog) -> None:
