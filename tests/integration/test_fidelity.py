@@ -45,6 +45,7 @@ from cascade import INGESTED_AT, CascadeConfig, cascade_ingestion, hookimpl, reg
 from cascade.asset_registry import isolated_registry
 from cascade.catalog import open_catalog
 from cascade.errors import AssetDefinitionError, HookError, SchemaMismatchError, ValidationError
+from cascade.records import value_check
 from tests.conftest import examples, read_table, snapshot_id
 
 SCHEMA = Schema(
@@ -415,6 +416,45 @@ def test_a_value_dlt_cannot_coerce_is_named_with_its_column(config: CascadeConfi
     ]:
         assert fragment in message
     assert snapshot_id(config, "fidelity.times") is None
+
+
+offsets = st.integers(-14 * 60, 14 * 60).map(lambda minutes: dt.timezone(dt.timedelta(minutes=minutes)))
+spelled_instants = st.tuples(
+    st.datetimes(min_value=dt.datetime(1900, 1, 2), max_value=dt.datetime(2200, 1, 1)),
+    offsets,
+    st.sampled_from(["", "0", "000", "000000000"]) | st.text("0123456789", min_size=1, max_size=9),
+)
+
+
+def iso_text(local: dt.datetime, offset: dt.tzinfo, fraction: str) -> str:
+    """``local`` at ``offset`` as ISO text, its second's fraction spelled ``fraction`` (any length)."""
+    spelled = local.replace(microsecond=0, tzinfo=offset).isoformat()
+    return spelled[:19] + (f".{fraction}" if fraction else "") + spelled[19:]
+
+
+@settings(max_examples=examples(10), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spelled=st.lists(spelled_instants, min_size=1, max_size=20))
+def test_timestamp_text_is_stored_as_its_instant_or_refused(spelled: list[tuple[dt.datetime, dt.tzinfo, str]]) -> None:
+    """Against the model (the instant the text names, exactly): text whose fraction fits in
+    microseconds is stored as that instant, whatever its offset; the rest is refused."""
+    expected: dict[str, dt.datetime] = {}
+    records = []
+    for local, offset, fraction in spelled:
+        text, exact = iso_text(local, offset, fraction), fraction[6:].strip("0") == ""
+        problem = value_check(TimestamptzType())(text)
+        assert (problem is None) == exact, (text, problem)
+        if exact:
+            key = f"k{len(records)}"
+            micros = int(fraction[:6].ljust(6, "0")) if fraction else 0
+            expected[key] = local.replace(microsecond=micros, tzinfo=offset).astimezone(dt.UTC)
+            records.append({"id": key, "at": text})
+    if not records:
+        return
+    with tempfile.TemporaryDirectory() as home, isolated_registry():
+        config = CascadeConfig(home=Path(home))
+        cascade.run(times_asset(records), "2024-06-01", config=config)
+        stored = {r["id"]: r["at"] for r in read_table(config, "fidelity.times").to_pylist()}
+    assert stored == expected
 
 
 @pytest.mark.parametrize(
