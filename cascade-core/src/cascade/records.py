@@ -249,11 +249,7 @@ def _date(value: Any) -> str | None:
     if isinstance(value, dt.date):
         return None
     if isinstance(value, str):
-        try:
-            dt.date.fromisoformat(value)
-        except ValueError:
-            return f"the string {value!r} is not an ISO-8601 date"
-        return None
+        return _read_iso(value, dt.date.fromisoformat, "date")[1]
     return f"{_describe(value)} is not a date"
 
 
